@@ -1,0 +1,44 @@
+# Two commands on a fresh machine: `make study ...` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+MODEL ?= cgan
+DATASET ?= mnist
+TRIALS ?= 100
+STORAGE ?= sqlite:///storage/genopt.db
+STUDY ?= $(MODEL)-$(DATASET)
+SPEC ?= studies/$(MODEL).toml
+# Empty means "as the spec says".
+EPOCHS ?=
+SEED ?=
+
+STUDY_ARGS := --model $(MODEL) --dataset $(DATASET) --trials $(TRIALS) --storage $(STORAGE) \
+	--study $(STUDY) --spec $(SPEC) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(SEED),--seed $(SEED))
+
+.PHONY: study test lint format venv clean-venv
+
+$(BIN)/genopt: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/genopt
+
+study: $(BIN)/genopt
+	$(BIN)/genopt study $(STUDY_ARGS)
+
+lint: $(BIN)/genopt
+	$(BIN)/ruff check genopt tests bench
+	$(BIN)/ruff format --check genopt tests bench
+
+format: $(BIN)/genopt
+	$(BIN)/ruff format genopt tests bench
+	$(BIN)/ruff check --fix genopt tests bench
+
+test: lint
+	$(BIN)/python -m pytest
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,5 @@
+import sys
+
+from genopt.cli import main
+
+sys.exit(main())

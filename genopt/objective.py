@@ -67,11 +67,19 @@ class Objective:
         store: optuna.artifacts.FileSystemArtifactStore,
         device: torch.device,
     ):
-        self.spec, self.dataset, self.evaluator, self.store, self.device = spec, dataset, evaluator, store, device
+        self.spec, self.dataset, self.evaluator, self.store, self.device = (
+            spec,
+            dataset,
+            evaluator,
+            store,
+            device,
+        )
 
     def fid(self, generator: Generator) -> float:
         noise = torch.Generator(self.device).manual_seed(EVAL_NOISE_SEED)
-        return self.evaluator.score(lambda labels: generator.sample(labels, generator=noise), self.spec.fid_samples)
+        return self.evaluator.score(
+            lambda labels: generator.sample(labels, generator=noise), self.spec.fid_samples
+        )
 
     def __call__(self, trial: optuna.Trial) -> float:
         start = time.perf_counter()
@@ -86,7 +94,9 @@ class Objective:
             if not math.isfinite(fid):
                 return f"non-finite validation FID at epoch {stats.epoch}"
             trial.report(fid, stats.epoch)
-            if not baseline and trial.should_prune():
+            # A trial that has run its whole budget is finished: pruning it would save nothing.
+            last = stats.epoch == config.epochs
+            if not baseline and not last and trial.should_prune():
                 return f"pruned at epoch {stats.epoch}"
             return None
 
@@ -116,7 +126,10 @@ class Objective:
                 dataset_sha256=self.dataset.sha256,
             )
             artifact_id = optuna.artifacts.upload_artifact(
-                artifact_store=self.store, file_path=path, study_or_trial=trial, mimetype="application/x-pytorch"
+                artifact_store=self.store,
+                file_path=path,
+                study_or_trial=trial,
+                mimetype="application/x-pytorch",
             )
         trial.set_user_attr("checkpoint", artifact_id)
         return fid

@@ -88,7 +88,9 @@ class StudySpec:
 
     def run_config(self, params: dict[str, Any], *, seed: int) -> RunConfig:
         """The run for the sampled ``params``; unsampled fields keep the spec's fixed values."""
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(RunConfig) if hasattr(self, f.name)}
+        values = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(RunConfig) if hasattr(self, f.name)
+        }
         values.update(params)
         values.update(epochs=self.max_epochs, seed=seed)
         return RunConfig(**values)
@@ -151,7 +153,7 @@ def _validate_param(p: Param, fail) -> None:
         fail(f"search.params.{p.name}: low must be at least 1, got {p.low}")
     if p.name == "lr" and p.low <= 0:
         fail(f"search.params.lr: low must be positive, got {p.low}")
-    if p.name in ("beta1", "beta2") and not (0 <= p.low and p.high < 1):
+    if p.name in ("beta1", "beta2") and not (p.low >= 0 and p.high < 1):
         fail(f"search.params.{p.name}: the range must lie in [0, 1)")
 
 
@@ -219,8 +221,6 @@ def spec_from_dict(raw: dict[str, Any], *, where: str) -> StudySpec:
             if not ok:
                 fail(f"{key} must be {expected.__name__}, got {value!r}")
             values[key] = value
-    for extra in set(raw) - set(_LAYOUT) - set(_LAYOUT[""]):
-        fail(f"unknown section or field {extra!r}")
 
     if "betas" in values:
         betas = values.pop("betas")
@@ -250,7 +250,8 @@ def _param(name: str, table: Any, fail) -> Param:
         fail(f"search.params.{name} must be a table with low/high or choices")
     unknown = set(table) - _PARAM_KEYS
     if unknown:
-        fail(f"search.params.{name}: unknown field {sorted(unknown)[0]!r} (known: {', '.join(sorted(_PARAM_KEYS))})")
+        known = ", ".join(sorted(_PARAM_KEYS))
+        fail(f"search.params.{name}: unknown field {sorted(unknown)[0]!r} (known: {known})")
     if "choices" in table:
         if {"low", "high", "log"} & set(table):
             fail(f"search.params.{name}: give either choices or low/high, not both")

@@ -152,7 +152,9 @@ def run_study(
     )
     if existing is None:
         study.set_user_attr("spec", _as_json(spec.to_dict()))
-        study.set_user_attr("dataset", {"name": dataset.name, "source": dataset.source, "sha256": dataset.sha256})
+        study.set_user_attr(
+            "dataset", {"name": dataset.name, "source": dataset.source, "sha256": dataset.sha256}
+        )
         study.set_user_attr("fid_floor", floor)
         study.set_user_attr("feature_net_validation_accuracy", evaluator.validation_accuracy)
     for params in enqueue:

@@ -19,8 +19,10 @@ from genopt.models import Discriminator, DiscriminatorConfig, Generator, Generat
 from genopt.spec import RunConfig
 
 
-def default_device() -> torch.device:
-    """``cuda`` when a GPU is visible, else the CPU."""
+def default_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` when given, else ``cuda`` when a GPU is visible, else the CPU."""
+    if device is not None:
+        return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -83,7 +85,7 @@ def train(
         The trained generator and per-epoch figures. Non-finite losses stop training with
         ``diverged`` set and the reason recorded.
     """
-    device = device or default_device()
+    device = default_device(device)
     torch.manual_seed(config.seed)
     G, D = (m.to(device) for m in build_models(config, dataset))
     conditional = G.config.num_classes > 0

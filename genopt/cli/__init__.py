@@ -24,7 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="genopt",
         description="Hyperparameter search for GAN and cGAN image generators, scored by FID.",
     )
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_OneLineParser)
+    subparsers = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_OneLineParser
+    )
     for module in _SUBCOMMANDS:
         module.add_parser(subparsers)
     return parser

@@ -56,11 +56,15 @@ def parse_params(text: str) -> dict:
         name, sep, value = item.partition("=")
         name = name.strip()
         if not sep or name not in SEARCHABLE:
-            raise GenoptError(f"--enqueue {text!r}: expected NAME=VALUE pairs with NAME in {', '.join(SEARCHABLE)}")
+            raise GenoptError(
+                f"--enqueue {text!r}: expected NAME=VALUE pairs with NAME in {', '.join(SEARCHABLE)}"
+            )
         try:
             params[name] = SEARCHABLE[name](value)
         except ValueError:
-            raise GenoptError(f"--enqueue: {name} needs a {SEARCHABLE[name].__name__}, got {value!r}") from None
+            raise GenoptError(
+                f"--enqueue: {name} needs a {SEARCHABLE[name].__name__}, got {value!r}"
+            ) from None
     return params
 
 
@@ -106,7 +110,9 @@ def summary(result) -> str:
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     if complete:
         best = study.best_trial
-        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
+        params = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items()
+        )
         lines += [
             f"  {'best trial':<22}{best.number}",
             f"  {'parameters':<22}{params}",

@@ -1,0 +1,93 @@
+"""Specs: the shipped files are the documented defaults, and every mistake is named precisely."""
+
+from __future__ import annotations
+
+import pytest
+
+from genopt.errors import GenoptError
+from genopt.spec import DEFAULT_PARAMS, Param, StudySpec, load_spec
+
+
+@pytest.mark.parametrize("model", ["gan", "cgan"])
+def test_shipped_specs_are_the_articles_defaults(model):
+    spec = load_spec(f"studies/{model}.toml")
+    assert spec == StudySpec(model=model)
+    assert {p.name: (p.low, p.high, p.log) for p in spec.params} == {
+        "lr": (1e-5, 1e-1, True),
+        "batch_size": (16, 128, False),
+        "noise_dim": (50, 200, False),
+    }
+    assert (spec.beta1, spec.beta2) == (0.5, 0.999)
+    assert spec.fid_samples == 10_000
+
+
+def test_a_spec_adds_to_and_replaces_the_default_search_space(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(
+        "[search.params.beta1]\nlow = 0.0\nhigh = 0.9\n[search.params.batch_size]\nchoices = [32, 64]\n"
+    )
+    spec = load_spec(path)
+    params = {p.name: p for p in spec.params}
+    assert params["beta1"] == Param("beta1", low=0.0, high=0.9)
+    assert params["batch_size"] == Param("batch_size", choices=(32, 64))
+    assert params["lr"] == DEFAULT_PARAMS[0]
+
+
+def test_run_config_takes_sampled_values_and_keeps_fixed_ones():
+    spec = StudySpec(model="cgan", max_epochs=3, lr=1e-3)
+    config = spec.run_config({"batch_size": 32, "noise_dim": 64}, seed=7)
+    assert (config.model, config.lr, config.batch_size, config.noise_dim, config.epochs, config.seed) == (
+        "cgan",
+        1e-3,
+        32,
+        64,
+        3,
+        7,
+    )
+
+
+BAD_SPECS = {
+    "not toml": ("model = ", "is not valid TOML"),
+    "unknown top-level": ('modle = "gan"', "unknown field 'modle'"),
+    "unknown in section": ("[training]\nepochs = 3", "unknown field 'epochs' [training]"),
+    "wrong type": ('[training]\nmax_epochs = "ten"', "max_epochs must be int"),
+    "bool is not int": ("[training]\nbatch_size = true", "batch_size must be int"),
+    "negative budget": ("[training]\nmax_epochs = -1", "max_epochs must be at least 1"),
+    "reversed range": (
+        "[search.params.noise_dim]\nlow = 200\nhigh = 50",
+        "low (200) must be below high (50)",
+    ),
+    "log of zero": ("[search.params.lr]\nlow = 0.0\nhigh = 0.1\nlog = true", "a log range needs low > 0"),
+    "unsearchable": (
+        "[search.params.depth]\nlow = 1\nhigh = 3",
+        "search.params.depth: not a searchable field",
+    ),
+    "float batch": ("[search.params.batch_size]\nlow = 16.5\nhigh = 64", "low and high must be int"),
+    "unknown param key": ("[search.params.lr]\nlow = 1e-4\nhigh = 1e-2\nstep = 2", "unknown field 'step'"),
+    "unknown model": ('model = "vae"', "unknown model 'vae'"),
+    "bad betas": ("[training]\nbetas = [0.5]", "betas must be two numbers"),
+    "beta out of range": ("[training]\nbetas = [1.5, 0.999]", "beta1 must be in [0, 1)"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_SPECS, ids=list(BAD_SPECS))
+def test_bad_specs_name_the_file_and_the_problem(case, tmp_path):
+    text, message = BAD_SPECS[case]
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(GenoptError) as excinfo:
+        load_spec(path)
+    assert str(path) in str(excinfo.value)
+    assert message in str(excinfo.value)
+    assert "\n" not in str(excinfo.value)
+
+
+def test_missing_spec_file(tmp_path):
+    with pytest.raises(GenoptError, match="does not exist"):
+        load_spec(tmp_path / "nope.toml")
+
+
+def test_command_line_overrides_are_validated():
+    assert StudySpec().override(max_epochs=3, seed=None).max_epochs == 3
+    with pytest.raises(GenoptError, match="command line: fid_samples must be at least"):
+        StudySpec().override(fid_samples=1)

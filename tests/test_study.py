@@ -1,0 +1,154 @@
+"""The main job end to end: `genopt study` on real MNIST in SQLite, resumed, and refusing bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from genopt.objective import CHECKPOINT_FORMAT
+from genopt.storage import artifact_store
+
+GENOPT = str(Path(sys.executable).parent / "genopt")
+QUICK = ["--trials", "2", "--epochs", "1", "--train-limit", "2000", "--fid-samples", "1000", "--no-progress"]
+
+
+def genopt(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([GENOPT, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def trials_of(url: str, name: str) -> list:
+    return optuna.load_study(study_name=name, storage=url).trials
+
+
+@pytest.mark.parametrize("model", ["gan", "cgan"])
+def test_study_runs_on_real_mnist_and_resumes(model, tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    first = genopt("study", "--model", model, "--storage", url, *QUICK)
+    assert first.returncode == 0, first.stderr
+    assert f"study {model}-mnist: 2 trials" in first.stdout
+    assert len(trials_of(url, f"{model}-mnist")) == 2
+
+    again = [a if a != "2" else "1" for a in QUICK]  # --trials 1
+    second = genopt("study", "--model", model, "--storage", url, *again)
+    assert second.returncode == 0, second.stderr
+    trials = trials_of(url, f"{model}-mnist")
+    assert len(trials) == 3
+    # One epoch is the whole budget: nothing is pruned after it, so every trial completes.
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 3, "a resumed study replayed a draw"
+
+    store = artifact_store()
+    for t in trials:
+        assert 0 < t.value < float("inf")
+        assert t.intermediate_values == {1: t.value}
+        for key in ("seed", "epochs", "wall_seconds", "images_per_second", "checkpoint"):
+            assert key in t.user_attrs
+        with store.open_reader(t.user_attrs["checkpoint"]) as f:
+            checkpoint = torch.load(f, weights_only=True)
+        assert checkpoint["format"] == CHECKPOINT_FORMAT
+        assert checkpoint["fid_validation"] == t.value
+        assert checkpoint["generator_config"]["num_classes"] == (10 if model == "cgan" else 0)
+        assert checkpoint["generator_config"]["noise_dim"] == t.params["noise_dim"]
+
+
+def test_best_checkpoints_are_kept_and_the_rest_removed(tmp_path):
+    url = f"sqlite:///{tmp_path / 'keep.db'}"
+    spec = tmp_path / "keep.toml"
+    spec.write_text(
+        "[search]\nkeep_checkpoints = 1\n[search.params.lr]\nlow = 1e-4\nhigh = 1e-2\nlog = true\n"
+    )
+    result = genopt("study", "--spec", str(spec), "--storage", url, *[a if a != "2" else "3" for a in QUICK])
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name="gan-mnist", storage=url)
+    from genopt.study import kept_checkpoints
+
+    kept = kept_checkpoints(study, artifact_store())
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    assert list(kept) == [study.best_trial.number]
+
+
+@pytest.fixture(scope="module")
+def existing_db(tmp_path_factory):
+    """A database holding one finished study, which no bad command may change."""
+    path = tmp_path_factory.mktemp("existing") / "genopt.db"
+    quick = [a if a != "2" else "1" for a in QUICK]
+    result = genopt("study", "--model", "gan", "--storage", f"sqlite:///{path}", *quick)
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+def _write(tmp_path: Path, name: str, text: str) -> str:
+    (tmp_path / name).write_text(text)
+    return str(tmp_path / name)
+
+
+BAD = {
+    "unknown model": (["--model", "vae"], "invalid choice: 'vae'"),
+    "zero trials": (["--trials", "0"], "--trials: '0' must be at least 1"),
+    "negative trials": (["--trials", "-3"], "must be at least 1"),
+    "non-integer trials": (["--trials", "2.5"], "'2.5' is not an integer"),
+    "reversed range": (["--spec", "reversed.toml"], "search.params.lr: low (0.1) must be below high (1e-05)"),
+    "unknown field": (["--spec", "unknown.toml"], "unknown field 'learning_rate'"),
+    "unreachable storage": (["--storage", "sqlite:////no/such/folder/x.db"], "cannot open storage"),
+    "no data": (["--data-dir", "EMPTY"], "no IDX data in"),
+    "resume with another budget": (["--epochs", "2"], "was made with a different max_epochs"),
+}
+
+
+@pytest.mark.parametrize("case", BAD, ids=list(BAD))
+def test_bad_input_exits_nonzero_with_one_line_and_leaves_the_database_unchanged(case, existing_db, tmp_path):
+    args, message = BAD[case]
+    _write(tmp_path, "reversed.toml", "[search.params.lr]\nlow = 0.1\nhigh = 1e-5\nlog = true\n")
+    _write(tmp_path, "unknown.toml", "[training]\nlearning_rate = 0.001\n")
+    (tmp_path / "EMPTY").mkdir()
+    args = [str(tmp_path / a) if a in ("reversed.toml", "unknown.toml", "EMPTY") else a for a in args]
+    base = {"--model": "gan", "--trials": "1", "--storage": f"sqlite:///{existing_db}"}
+    base.update(zip(args[::2], args[1::2], strict=True))
+    command = [a for pair in base.items() for a in pair]
+    before = hashlib.sha256(existing_db.read_bytes()).hexdigest()
+
+    result = genopt(
+        "study",
+        *command,
+        "--epochs",
+        base.get("--epochs", "1"),
+        "--train-limit",
+        "2000",
+        "--fid-samples",
+        "1000",
+        "--no-progress",
+    )
+
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0] and "Traceback" not in result.stderr
+    assert hashlib.sha256(existing_db.read_bytes()).hexdigest() == before
+
+
+def test_help_lists_subcommands():
+    result = genopt("--help")
+    assert result.returncode == 0 and "study" in result.stdout
+    result = genopt("study", "--help")
+    assert result.returncode == 0
+    for option in (
+        "--dataset",
+        "--data-dir",
+        "--epochs",
+        "--storage",
+        "--study",
+        "--spec",
+        "--seed",
+        "--fid-samples",
+        "--train-limit",
+        "--trials",
+        "--model",
+    ):
+        assert option in result.stdout

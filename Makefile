@@ -22,7 +22,6 @@ STUDY_ARGS := --model $(MODEL) --dataset $(DATASET) --trials $(TRIALS) --storage
 
 $(BIN)/genopt: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
@@ -32,12 +31,12 @@ study: $(BIN)/genopt
 	$(BIN)/genopt study $(STUDY_ARGS)
 
 lint: $(BIN)/genopt
-	$(BIN)/ruff check genopt tests bench
-	$(BIN)/ruff format --check genopt tests bench
+	$(BIN)/ruff check genopt tests
+	$(BIN)/ruff format --check genopt tests
 
 format: $(BIN)/genopt
-	$(BIN)/ruff format genopt tests bench
-	$(BIN)/ruff check --fix genopt tests bench
+	$(BIN)/ruff format genopt tests
+	$(BIN)/ruff check --fix genopt tests
 
 test: lint
 	$(BIN)/python -m pytest

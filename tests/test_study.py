@@ -152,3 +152,15 @@ def test_help_lists_subcommands():
         "--model",
     ):
         assert option in result.stdout
+
+
+def test_diverging_trials_end_pruned_with_the_reason_and_the_study_goes_on(tmp_path):
+    url = f"sqlite:///{tmp_path / 'diverge.db'}"
+    spec = tmp_path / "diverge.toml"
+    spec.write_text("[search.params.lr]\nlow = 1e29\nhigh = 1e30\n")
+    result = genopt("study", "--spec", str(spec), "--storage", url, *QUICK)
+    assert result.returncode == 0, result.stderr
+    trials = trials_of(url, "gan-mnist")
+    assert [t.state for t in trials] == [TrialState.PRUNED] * 2
+    assert all("non-finite loss" in t.user_attrs["stop_reason"] for t in trials)
+    assert "no trial completed yet" in result.stdout

@@ -92,6 +92,8 @@ class FidEvaluator:
         key = f"{dataset.sha256[:16]}-{self.feature_net.cache_key}"
         self._real_path = folder / f"{key}-validation.pt"
         self._floor_path = folder / f"{key}-floor.pt"
+        self._test_path = folder / f"{key}-test.pt"
+        self._test_statistics: tuple[torch.Tensor, torch.Tensor] | None = None
         self.real_source = self._load_real()
 
     # -- real statistics ------------------------------------------------------------------------
@@ -183,6 +185,71 @@ class FidEvaluator:
     def score_images(self, images: torch.Tensor) -> float:
         """FID of a tensor of images in [-1, 1], shape (N, C, H, W), against the validation split."""
         return self._score(self._batches(images))
+
+    def statistics(
+        self, sample: Callable[[torch.Tensor], torch.Tensor], n: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Feature mean and covariance (float64, CPU) of n generated images, drawn as ``score`` does.
+
+        ``fid_of_statistics`` of the result equals ``score(sample, n)`` for the same draws, and
+        statistics of several generators combine into those of their mixture without new samples.
+
+        Raises:
+            ValueError: n < 2, or a generated image holds a non-finite pixel.
+        """
+        if n < 2:
+            raise ValueError(f"FID statistics need at least 2 generated images, got n={n}")
+        labels = self.labels(n).to(self.device)
+        self.metric.reset()
+        try:
+            for i in range(0, n, self.batch_size):
+                chunk = labels[i : i + self.batch_size]
+                with torch.no_grad():
+                    images = sample(chunk)
+                if len(images) != len(chunk):
+                    raise ValueError(f"sample returned {len(images)} images for {len(chunk)} labels")
+                if not self._feed([images], real=False):
+                    raise ValueError("a generated image holds a non-finite pixel")
+            return self._moments("fake")
+        finally:
+            self.metric.reset()
+
+    def _moments(self, side: str) -> tuple[torch.Tensor, torch.Tensor]:
+        # The same formulas as torchmetrics' FrechetInceptionDistance.compute, in float64.
+        total = getattr(self.metric, f"{side}_features_sum").double().cpu()
+        cov_sum = getattr(self.metric, f"{side}_features_cov_sum").double().cpu()
+        n = int(getattr(self.metric, f"{side}_features_num_samples"))
+        mean = total / n
+        return mean, (cov_sum - n * torch.outer(mean, mean)) / (n - 1)
+
+    def reference_statistics(self, split: str = "validation") -> tuple[torch.Tensor, torch.Tensor]:
+        """Feature mean and covariance of the ``validation`` or ``test`` split; the test's cached too.
+
+        The test split is for reporting only: nothing that chooses a model may look at it.
+        """
+        if split == "validation":
+            return self._moments("real")
+        if split != "test":
+            raise ValueError(f"split must be 'validation' or 'test', got {split!r}")
+        if self._test_statistics is None:
+            if self._test_path.exists():
+                saved = torch.load(self._test_path, weights_only=True)
+                self._test_statistics = (saved["mean"], saved["cov"])
+            else:
+                self.metric.reset()
+                try:
+                    self._feed(self._batches(to_model_range(self.dataset.test.images)), real=False)
+                    self._test_statistics = self._moments("fake")
+                finally:
+                    self.metric.reset()
+                mean, cov = self._test_statistics
+                atomic_save({"mean": mean, "cov": cov}, self._test_path)
+        return self._test_statistics
+
+    def fid_of_statistics(self, mean: torch.Tensor, cov: torch.Tensor, *, split: str = "validation") -> float:
+        """FID of generated-feature statistics against the ``validation`` (default) or ``test`` split."""
+        value = frechet_distance(mean, cov, *self.reference_statistics(split))
+        return value if math.isfinite(value) else float("nan")
 
     def floor(self) -> float:
         """FID of the whole test split against validation: what two real samples give. Cached."""

@@ -1,0 +1,254 @@
+"""Ensemble checkpoints that are safe to share: tensors and plain values only, with a sha256 beside.
+
+``<name>.pt`` is read by ``torch.load(path, weights_only=True)``; ``<name>.json`` holds the same
+metadata (no weights) and the file's sha256, which ``load_ensemble`` checks before reading a byte
+of the checkpoint as a pickle. ``--torch-export`` adds ``<name>.pt2``, a ``torch.export`` program
+that maps noise (and labels, and a mixture's choices) to images with nothing but torch installed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from genopt import paths
+from genopt.ensemble import EnsembleBuild, EnsembleGenerator, build_ensemble
+from genopt.errors import GenoptError
+from genopt.models import Generator, GeneratorConfig
+
+FORMAT = "genopt-ensemble/1"
+VALUE_RANGE = (0.0, 1.0)
+
+
+def _version() -> str:
+    try:
+        return importlib_metadata.version("genopt")
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        # mkstemp makes the file private (0600); an export is for sharing, so honour the umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, so the JSON and the checkpoint's metadata compare equal."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def program_inputs(ensemble: EnsembleGenerator) -> list[dict[str, Any]]:
+    """Names, shapes and meaning of the exported program's inputs, in order."""
+    inputs = [
+        {"name": "noise", "shape": ["N", ensemble.noise_dim], "dtype": "float32", "law": "normal(0, 1)"}
+    ]
+    if ensemble.conditional:
+        inputs.append(
+            {"name": "labels", "shape": ["N"], "dtype": "int64", "law": f"0..{ensemble.num_classes - 1}"}
+        )
+    if ensemble.mode == "mixture":
+        inputs.append({"name": "choice", "shape": ["N"], "dtype": "float32", "law": "uniform[0, 1)"})
+    return inputs
+
+
+def _checkpoint(build: EnsembleBuild) -> dict[str, Any]:
+    ensemble = build.ensemble
+    members = [
+        {
+            "generator_config": _plain(g.config.to_dict()),
+            "state_dict": {k: v.detach().cpu().clone() for k, v in g.state_dict().items()},
+            "weight": w,
+            "trial_number": m.trial_number,
+            "fid_validation": m.fid_validation,
+        }
+        for g, w, m in zip(ensemble.members, ensemble.weights, build.chosen, strict=True)
+    ]
+    return _plain(build.metadata) | {
+        "format": FORMAT,
+        "mode": ensemble.mode,
+        "image_shape": list(ensemble.image_shape),
+        "num_classes": ensemble.num_classes,
+        "value_range": list(VALUE_RANGE),
+        "scores": build.scores,
+        "members": members,
+        "genopt_version": _version(),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _described(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    members = [{k: v for k, v in m.items() if k != "state_dict"} for m in checkpoint["members"]]
+    return checkpoint | {"members": members}
+
+
+def _ensemble_of(checkpoint: dict[str, Any]) -> EnsembleGenerator:
+    generators = []
+    for m in checkpoint["members"]:
+        g = Generator(GeneratorConfig.from_dict(m["generator_config"]))
+        g.load_state_dict(m["state_dict"])
+        generators.append(g)
+    ensemble = EnsembleGenerator(
+        generators, [m["weight"] for m in checkpoint["members"]], mode=checkpoint["mode"]
+    )
+    ensemble.metadata = _described(checkpoint)
+    return ensemble
+
+
+class _Program(nn.Module):
+    """The ensemble's ``forward`` with exactly the inputs ``program_inputs`` lists."""
+
+    def __init__(self, ensemble: EnsembleGenerator) -> None:
+        super().__init__()
+        self.ensemble = ensemble
+        self.names = [i["name"] for i in program_inputs(ensemble)]
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        named = dict(zip(self.names, inputs, strict=True))
+        return self.ensemble(named["noise"], named.get("labels"), named.get("choice"))
+
+
+def export_program(ensemble: EnsembleGenerator, *, path: str | Path) -> str:
+    """Write a ``torch.export`` program of ``ensemble`` (any batch size) to ``path``; its sha256."""
+    path = Path(path)
+    example = ensemble.inputs(4, generator=torch.Generator().manual_seed(0))
+    batch = torch.export.Dim("batch")
+    # One entry for the whole ``*inputs`` of ``_Program.forward``; the batch size is free in each.
+    dynamic_shapes = (tuple({0: batch} for _ in example),)
+    program = torch.export.export(_Program(ensemble), example, dynamic_shapes=dynamic_shapes)
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    _atomic_write(path, buffer.getvalue())
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
+
+
+def save_ensemble(build: EnsembleBuild, *, path: str | Path, torch_export: bool = False) -> dict[str, Any]:
+    """Write ``path`` (``.pt``), the JSON beside it and, with ``torch_export``, the ``.pt2`` program.
+
+    Returns:
+        The JSON's content: the checkpoint's metadata, its file name and sha256, and the program's.
+    """
+    path = Path(path)
+    checkpoint = _checkpoint(build)
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    data = buffer.getvalue()
+    described = _described(checkpoint) | {"file": path.name, "sha256": hashlib.sha256(data).hexdigest()}
+    _atomic_write(path, data)
+    if torch_export:
+        program_path = path.with_suffix(".pt2")
+        sha256 = export_program(build.ensemble, path=program_path)
+        described["program"] = {
+            "file": program_path.name,
+            "sha256": sha256,
+            "inputs": program_inputs(build.ensemble),
+        }
+    _atomic_write(path.with_suffix(".json"), (json.dumps(described, indent=2) + "\n").encode())
+    return described
+
+
+def load_ensemble(path: str | Path) -> EnsembleGenerator:
+    """The ensemble saved at ``path``, after checking its sha256 against the JSON beside it.
+
+    The returned module (CPU, eval mode) has ``sample(n, labels=None, generator=None)`` giving
+    images in [0, 1] of shape (n, C, H, W), and ``metadata``: the JSON's content without weights.
+
+    Raises:
+        GenoptError: the file or its JSON is missing, the hash differs, or the file holds anything
+            but tensors and plain values.
+    """
+    path = Path(path)
+    json_path = path.with_suffix(".json")
+    if not path.is_file():
+        raise GenoptError(f"no ensemble checkpoint at {path}: make one with `genopt ensemble`")
+    try:
+        expected = json.loads(json_path.read_text())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise GenoptError(
+            f"{json_path} is missing or has no sha256: the checkpoint cannot be verified"
+        ) from None
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise GenoptError(f"{path} does not match the sha256 in {json_path.name}: refusing to load it")
+    try:
+        checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception:  # weights_only refuses anything that would run code; the message is pages long
+        raise GenoptError(
+            f"{path} holds more than tensors and plain values: refusing to unpickle it"
+        ) from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise GenoptError(f"{path} is not a {FORMAT} checkpoint")
+    return _ensemble_of(checkpoint)
+
+
+def default_path(study_name: str) -> Path:
+    """``storage/exports/<study>.pt``, the study name made safe for a file name."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in study_name)
+    return paths.exports_dir() / f"{safe}.pt"
+
+
+@dataclass(frozen=True)
+class Export:
+    """What ``export_ensemble`` wrote and measured."""
+
+    build: EnsembleBuild
+    path: Path
+    description: dict[str, Any]
+
+
+def export_ensemble(
+    *,
+    study_name: str,
+    top_k: int = 5,
+    mode: str = "auto",
+    storage_url: str | None = None,
+    out: str | Path | None = None,
+    torch_export: bool = False,
+    fid_samples: int | None = None,
+) -> Export:
+    """Build the study's ensemble (``genopt.ensemble.build_ensemble``) and save it.
+
+    Args:
+        out: the ``.pt`` file to write; default ``storage/exports/<study>.pt``. The JSON (and the
+            ``.pt2`` program) go beside it under the same name.
+        Other arguments: as for ``build_ensemble``.
+
+    Raises:
+        GenoptError: bad input (checked before any work), or anything ``build_ensemble`` refuses.
+    """
+    path = Path(out) if out is not None else default_path(study_name)
+    if path.suffix != ".pt":
+        raise GenoptError(f"--out must end in .pt (the JSON and program go beside it), got {path}")
+    if not path.parent.is_dir() and out is not None:
+        raise GenoptError(f"--out: folder {path.parent} does not exist")
+    build = build_ensemble(
+        study_name=study_name, top_k=top_k, mode=mode, storage_url=storage_url, fid_samples=fid_samples
+    )
+    description = save_ensemble(build, path=path, torch_export=torch_export)
+    return Export(build, path, description)

@@ -37,3 +37,8 @@ def data_dir() -> Path:
 def exports_dir() -> Path:
     """Where ensembles are exported."""
     return storage_root() / "exports"
+
+
+def reports_dir() -> Path:
+    """Where ``genopt report`` writes a study's report unless ``--out`` says otherwise."""
+    return storage_root() / "reports"

@@ -1,0 +1,26 @@
+"""``genopt dashboard``: browse a study's trials, FID curves and sample grids in optuna-dashboard."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "dashboard",
+        help="serve optuna-dashboard on the study storage",
+        description="Start optuna-dashboard on 127.0.0.1 with genopt's artifact store attached, so every "
+        "trial shows its sample grid and per-epoch history; prints the URL to open.",
+    )
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///storage/genopt.db)")
+    p.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
+    p.add_argument("--artifact-dir", type=Path, help="artifact store folder (default storage/artifacts)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from genopt.dashboard import serve
+
+    serve(storage_url=args.storage, port=args.port, artifact_dir=args.artifact_dir)
+    return 0

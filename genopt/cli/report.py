@@ -1,0 +1,27 @@
+"""``genopt report``: write a study's offline report, index.html with its figures beside it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "report",
+        help="write a study's offline HTML report with figures",
+        description="Write DIR/index.html with PNG figures beside it (optimization history, FID per epoch, "
+        "parameter importances, FID against each parameter, the best trial's samples, the ensemble).",
+    )
+    p.add_argument("--study", required=True, help="study name, e.g. cgan-mnist")
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///storage/genopt.db)")
+    p.add_argument("--out", type=Path, help="report folder (default storage/reports/<study>)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from genopt.report import write_report
+
+    index = write_report(study_name=args.study, storage_url=args.storage, out_dir=args.out)
+    print(index)
+    return 0

@@ -1,0 +1,111 @@
+"""Browsing a study: per-trial sample grids and histories, the study note, and `genopt dashboard`."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+GENOPT = str(Path(sys.executable).parent / "genopt")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory) -> tuple[str, subprocess.CompletedProcess]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('dash') / 'dash.db'}"
+    result = subprocess.run(
+        [GENOPT, "study", "--model", "cgan", "--storage", url, "--trials", "2", "--epochs", "1",
+         "--train-limit", "2000", "--fid-samples", "1000", "--no-progress"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return url, result
+
+
+def get(url: str) -> tuple[bytes, str]:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.read(), response.headers.get("Content-Type", "")
+
+
+@pytest.fixture(scope="module")
+def dashboard(tiny_study):
+    """`genopt dashboard --port 0` as a user starts it; yields the base URL it printed."""
+    process = subprocess.Popen(
+        [GENOPT, "dashboard", "--storage", tiny_study[0], "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = process.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/dashboard", line)
+        assert match, (
+            f"no URL printed: {line!r} {process.stderr.read() if process.poll() is not None else ''}"
+        )
+        yield f"http://127.0.0.1:{match.group(1)}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_every_finished_trial_prints_one_line_with_its_number_state_fid_and_epochs(tiny_study):
+    lines = [line for line in tiny_study[1].stdout.splitlines() if line.startswith("trial ")]
+    assert len(lines) == 2
+    for number, line in enumerate(lines):
+        assert re.match(rf"trial +{number} +(complete|pruned) +FID +\d+\.\d\d +epochs +1 +lr=", line), line
+
+
+def test_dashboard_lists_each_trials_sample_grid_and_history_and_shows_the_note(dashboard):
+    body, _ = get(f"{dashboard}/api/studies")
+    studies = {s["study_name"]: s["study_id"] for s in json.loads(body)["study_summaries"]}
+    study_id = studies["cgan-mnist"]
+    detail = json.loads(get(f"{dashboard}/api/studies/{study_id}")[0])
+
+    note = detail["note"]["body"]
+    for promised in (
+        "sha256",
+        "feature network validation accuracy",
+        "FID floor",
+        "genopt study --model cgan",
+    ):
+        assert promised in note
+    assert len(detail["trials"]) == 2
+    for trial in detail["trials"]:
+        artifacts = {a["filename"]: a for a in trial["artifacts"]}
+        attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
+        grid = artifacts[f"samples-trial{trial['number']}.png"]
+        history = artifacts[f"history-trial{trial['number']}.csv"]
+        assert grid["mimetype"] == "image/png" and attrs["samples"] == grid["artifact_id"]
+        assert attrs["history_csv"] == history["artifact_id"]
+
+        base = f"{dashboard}/artifacts/{study_id}/{trial['trial_id']}"
+        png, content_type = get(f"{base}/{grid['artifact_id']}")
+        assert content_type == "image/png" and png.startswith(PNG_MAGIC)
+        csv, _ = get(f"{base}/{history['artifact_id']}")
+        assert csv.decode().splitlines()[0] == "epoch,d_loss,g_loss,fid_validation,seconds"
+
+
+def test_a_cgan_grid_has_one_row_per_class():
+    import torch
+
+    from genopt.models import Generator, GeneratorConfig
+    from genopt.samples import GRID_COLUMNS, GRID_SCALE, sample_grid
+
+    generator = Generator(GeneratorConfig(8, (16,), (1, 28, 28), num_classes=10))
+    grid = sample_grid(generator)
+    pad, side = 2 * GRID_SCALE, 28 * GRID_SCALE
+    assert grid.shape == (3, pad + 10 * (side + pad), pad + GRID_COLUMNS * (side + pad))
+    assert torch.equal(grid, sample_grid(generator)), "the same generator must draw the same grid"
+
+
+def test_dashboard_with_a_bad_storage_fails_in_one_line():
+    result = subprocess.run(
+        [GENOPT, "dashboard", "--storage", "sqlite:////no/such/folder/x.db"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot open storage" in lines[0], result.stderr

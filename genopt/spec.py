@@ -18,6 +18,8 @@ from genopt.errors import GenoptError
 MODELS = ("gan", "cgan")
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("hyperband", "none")
+# Arithmetic of the training step: "bf16" runs forward passes under bfloat16 autocast (docs/benchmarks.md).
+PRECISIONS = ("fp32", "bf16")
 # Training fields a search space may name; the others of RunConfig are fixed per study.
 SEARCHABLE = {"lr": float, "batch_size": int, "noise_dim": int, "beta1": float, "beta2": float}
 
@@ -57,6 +59,7 @@ class RunConfig:
     discriminator_widths: tuple[int, ...]
     leaky_slope: float
     train_limit: int | None
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class StudySpec:
     beta1: float = 0.5
     beta2: float = 0.999
     train_limit: int | None = None
+    precision: str = "fp32"
     # [architecture]: the seed's MLPs.
     generator_widths: tuple[int, ...] = (256, 512, 1024)
     discriminator_widths: tuple[int, ...] = (512, 256)
@@ -115,6 +119,8 @@ class StudySpec:
             fail(f"unknown model {self.model!r}: choose one of {', '.join(MODELS)}")
         if self.sampler not in SAMPLERS:
             fail(f"unknown sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
+        if self.precision not in PRECISIONS:
+            fail(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.pruner not in PRUNERS:
             fail(f"unknown pruner {self.pruner!r}: choose one of {', '.join(PRUNERS)}")
         for name in ("max_epochs", "batch_size", "noise_dim", "fid_samples", "keep_checkpoints"):
@@ -173,6 +179,7 @@ _LAYOUT: dict[str, dict[str, Any]] = {
         "noise_dim": int,
         "betas": list,
         "train_limit": int,
+        "precision": str,
     },
     "architecture": {"generator_widths": list, "discriminator_widths": list, "leaky_slope": float},
     "evaluation": {"fid_samples": int},

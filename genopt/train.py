@@ -6,6 +6,7 @@ figures and may stop training: that is how the study prunes, without this module
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 
 from genopt.data import Dataset, to_model_range
 from genopt.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
-from genopt.spec import RunConfig
+from genopt.spec import PRECISIONS, RunConfig
 
 
 def default_device(device: str | torch.device | None = None) -> torch.device:
@@ -65,6 +66,64 @@ def build_models(config: RunConfig, dataset: Dataset) -> tuple[Generator, Discri
     return generator, discriminator
 
 
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The autocast context of a spec's ``precision``: none for ``fp32``, bfloat16 for ``bf16``."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+
+
+def adam(model: torch.nn.Module, config: RunConfig) -> torch.optim.Adam:
+    """Adam as the run says; fused, which is measured fastest on the CPU (docs/benchmarks.md)."""
+    return torch.optim.Adam(model.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), fused=True)
+
+
+def train_step(
+    G: Generator,
+    D: Discriminator,
+    opt_G: torch.optim.Optimizer,
+    opt_D: torch.optim.Optimizer,
+    real: torch.Tensor,
+    labels: torch.Tensor | None,
+    z: torch.Tensor,
+    precision: str = "fp32",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One discriminator update and one generator update; returns the two losses (detached).
+
+    The same losses and gradients as separate discriminator passes over real and fake images
+    (tests/test_train_step.py), with less work: one pass over both, and no gradients for D's
+    weights during the generator's backward.
+    """
+    b = len(real)
+    ctx = autocast(precision, real.device)
+    with ctx:
+        fake = G(z, labels)
+        # discriminator: one pass over real and fake together (an MLP has no batch statistics to mix)
+        D.requires_grad_(True)
+        logits = D(
+            torch.cat([real, fake.detach()]), torch.cat([labels, labels]) if labels is not None else None
+        )
+    d_loss = F.binary_cross_entropy_with_logits(
+        logits[:b].float(), torch.ones(b, device=real.device)
+    ) + F.binary_cross_entropy_with_logits(logits[b:].float(), torch.zeros(b, device=real.device))
+    opt_D.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_D.step()
+
+    # generator: D's own gradients are not needed here, so D is frozen for this backward
+    D.requires_grad_(False)
+    with ctx:
+        fake_logits = D(fake, labels)
+    g_loss = F.binary_cross_entropy_with_logits(fake_logits.float(), torch.ones(b, device=real.device))
+    opt_G.zero_grad(set_to_none=True)
+    g_loss.backward()
+    opt_G.step()
+    D.requires_grad_(True)
+    return d_loss.detach(), g_loss.detach()
+
+
 def train(
     config: RunConfig,
     dataset: Dataset,
@@ -89,8 +148,8 @@ def train(
     torch.manual_seed(config.seed)
     G, D = (m.to(device) for m in build_models(config, dataset))
     conditional = G.config.num_classes > 0
-    opt_G = torch.optim.Adam(G.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), fused=True)
-    opt_D = torch.optim.Adam(D.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), fused=True)
+    opt_G, opt_D = adam(G, config), adam(D, config)
+    autocast(config.precision, device)  # an unknown precision fails here, before any work
 
     n = min(len(dataset.train), config.train_limit or len(dataset.train))
     images = dataset.train.images[:n].to(device)
@@ -111,28 +170,10 @@ def train(
             y = labels[idx] if conditional else None
             b = len(idx)
             z = torch.randn(b, config.noise_dim, device=device)
-            fake = G(z, y)
+            d_loss, g_loss = train_step(G, D, opt_G, opt_D, real, y, z, config.precision)
 
-            # discriminator: one pass over real and fake together (no batch statistics to mix)
-            D.requires_grad_(True)
-            logits = D(torch.cat([real, fake.detach()]), torch.cat([y, y]) if conditional else None)
-            d_loss = F.binary_cross_entropy_with_logits(
-                logits[:b], torch.ones_like(logits[:b])
-            ) + F.binary_cross_entropy_with_logits(logits[b:], torch.zeros_like(logits[b:]))
-            opt_D.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_D.step()
-
-            # generator: D's own gradients are not needed here, so D is frozen for this backward
-            D.requires_grad_(False)
-            fake_logits = D(fake, y)
-            g_loss = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
-            opt_G.zero_grad(set_to_none=True)
-            g_loss.backward()
-            opt_G.step()
-
-            d_total += d_loss.detach() * b
-            g_total += g_loss.detach() * b
+            d_total += d_loss * b
+            g_total += g_loss * b
 
         seconds = time.perf_counter() - start
         stats = EpochStats(epoch, d_total.item() / n, g_total.item() / n, seconds, n / seconds)

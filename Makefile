@@ -12,17 +12,25 @@ SPEC ?= studies/$(MODEL).toml
 # Empty means "as the spec says".
 EPOCHS ?=
 SEED ?=
+# Worker processes on this machine sharing TRIALS (each gets its share of the CPU threads).
+WORKERS ?= 1
+# `make dashboard`: the port optuna-dashboard listens on (127.0.0.1 only).
+PORT ?= 8080
+# `make export`: candidates for the ensemble (the best TOP_K trials) and how to combine them.
+TOP_K ?= 5
+MODE ?= auto
 # Anything else for `genopt study`, e.g. ARGS="--enqueue lr=2e-4,batch_size=64,noise_dim=100".
 ARGS ?=
 
 STUDY_ARGS := --model $(MODEL) --dataset $(DATASET) --trials $(TRIALS) --storage $(STORAGE) \
-	--study $(STUDY) --spec $(SPEC) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(SEED),--seed $(SEED)) $(ARGS)
+	--study $(STUDY) --spec $(SPEC) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(SEED),--seed $(SEED)) \
+	--workers $(WORKERS) $(ARGS)
 
-.PHONY: study test lint format venv clean-venv
+.PHONY: study export dashboard test lint format venv clean-venv bench
 
 $(BIN)/genopt: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,postgres]'
 	touch $@
 
 venv: $(BIN)/genopt
@@ -30,16 +38,35 @@ venv: $(BIN)/genopt
 study: $(BIN)/genopt
 	$(BIN)/genopt study $(STUDY_ARGS)
 
+dashboard: $(BIN)/genopt
+	$(BIN)/genopt dashboard --storage $(STORAGE) --port $(PORT)
+
+# Writes storage/exports/$(STUDY).pt, .json and .pt2 (the study's best generators as one sampler).
+export: $(BIN)/genopt
+	$(BIN)/genopt ensemble --study $(STUDY) --storage $(STORAGE) --top-k $(TOP_K) --mode $(MODE) --torch-export
+
 lint: $(BIN)/genopt
-	$(BIN)/ruff check genopt tests
-	$(BIN)/ruff format --check genopt tests
+	$(BIN)/ruff check genopt tests bench
+	$(BIN)/ruff format --check genopt tests bench
 
 format: $(BIN)/genopt
-	$(BIN)/ruff format genopt tests
-	$(BIN)/ruff check --fix genopt tests
+	$(BIN)/ruff format genopt tests bench
+	$(BIN)/ruff check --fix genopt tests bench
 
 test: lint
 	$(BIN)/python -m pytest
 
 clean-venv:
 	rm -rf $(VENV)
+
+# `make bench`: training throughput, FID cost and search efficiency (docs/benchmarks.md says what
+# each measures); prints their tables and rewrites docs/benchmarks.md and its plots.
+# BENCH_ARGS="--quick": at most two minutes each; "--threads 1" on a machine shared with other jobs.
+BENCH_ARGS ?=
+BENCHES := train_throughput fid_eval search_efficiency
+bench: $(BIN)/genopt
+	mkdir -p storage/bench
+	$(foreach b,$(BENCHES),$(BIN)/python bench/$(b).py $(BENCH_ARGS) --md storage/bench/$(b).md \
+		--png docs/benchmarks_$(b).png &&) true
+	BENCH_ARGS="$(BENCH_ARGS)" $(BIN)/python bench/collect.py docs/benchmarks.md \
+		$(foreach b,$(BENCHES),storage/bench/$(b).md docs/benchmarks_$(b).png)

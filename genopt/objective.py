@@ -6,6 +6,7 @@ can be rebuilt from a trial's stored parameters alone.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import math
 import os
@@ -19,13 +20,20 @@ import torch
 from genopt.data import Dataset
 from genopt.metrics import FidEvaluator
 from genopt.models import Generator
+from genopt.samples import save_grid
 from genopt.spec import SEARCHABLE, StudySpec
-from genopt.train import EpochStats, train
+from genopt.train import EpochStats, TrainResult, train
 
 CHECKPOINT_FORMAT = "genopt-generator/1"
 # Fixed noise for every evaluation, so epochs and trials are scored on the same draws.
 EVAL_NOISE_SEED = 12345
 BASELINE_ATTR = "baseline"
+# Trial user attributes naming the trial's artifacts (ids in the study's artifact store).
+SAMPLES_ATTR = "samples"
+HISTORY_ATTR = "history_csv"
+CHECKPOINT_ATTR = "checkpoint"
+# Why a trial ended as FAIL without an error of its own (Ctrl-C).
+INTERRUPTED_ATTR = "reason"
 
 
 def suggest(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
@@ -56,6 +64,33 @@ def save_checkpoint(path: str, generator: Generator, **metadata: Any) -> None:
     )
 
 
+def write_history(path: str, result: TrainResult, fids: list[float]) -> None:
+    """Per-epoch losses and validation FID as CSV (a diverged last epoch has no FID)."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["epoch", "d_loss", "g_loss", "fid_validation", "seconds"])
+        for i, e in enumerate(result.epochs):
+            fid = f"{fids[i]:.4f}" if i < len(fids) else ""
+            writer.writerow([e.epoch, f"{e.d_loss:.5f}", f"{e.g_loss:.5f}", fid, f"{e.seconds:.2f}"])
+
+
+def upload_trial_artifacts(
+    trial: optuna.Trial, store, result: TrainResult, fids: list[float]
+) -> dict[str, str]:
+    """Upload the trial's sample grid (PNG) and history (CSV); name them in its user attributes."""
+    ids = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        grid = save_grid(result.generator, os.path.join(tmp, f"samples-trial{trial.number}.png"))
+        history = os.path.join(tmp, f"history-trial{trial.number}.csv")
+        write_history(history, result, fids)
+        for attr, path, mimetype in ((SAMPLES_ATTR, grid, "image/png"), (HISTORY_ATTR, history, "text/csv")):
+            ids[attr] = optuna.artifacts.upload_artifact(
+                artifact_store=store, file_path=str(path), study_or_trial=trial, mimetype=mimetype
+            )
+            trial.set_user_attr(attr, ids[attr])
+    return ids
+
+
 class Objective:
     """Callable objective for ``study.optimize``; one instance serves every trial of a run."""
 
@@ -82,6 +117,14 @@ class Objective:
         )
 
     def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt:
+            # Optuna records the trial as FAIL on the way out; the reason says it was Ctrl-C.
+            trial.set_user_attr(INTERRUPTED_ATTR, "interrupted")
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float:
         start = time.perf_counter()
         seed = trial_seed(self.spec, trial.number)
         config = self.spec.run_config(suggest(trial, self.spec), seed=seed)
@@ -107,6 +150,7 @@ class Objective:
         trial.set_user_attr("images_per_second", round(result.images_per_second, 1))
         trial.set_user_attr("fid_history", fids)
         trial.set_user_attr("loss_history", [[e.d_loss, e.g_loss] for e in result.epochs])
+        upload_trial_artifacts(trial, self.store, result, fids)
         if result.stop_reason is not None:
             # Divergence and pruning both end the trial as PRUNED; the reason says which.
             trial.set_user_attr("stop_reason", result.stop_reason)
@@ -131,5 +175,5 @@ class Objective:
                 study_or_trial=trial,
                 mimetype="application/x-pytorch",
             )
-        trial.set_user_attr("checkpoint", artifact_id)
+        trial.set_user_attr(CHECKPOINT_ATTR, artifact_id)
         return fid

@@ -1,21 +1,69 @@
 """Turn a storage URL into an Optuna storage, and the artifact store beside it.
 
+Three kinds of URL, one factory:
+
+- ``sqlite:///path.db``: one machine. WAL mode and a busy timeout let several local worker
+  processes write to it without "database is locked".
+- ``journal:///path.log``: one machine (or a shared folder with working file locks), Optuna's
+  append-only journal file. No heartbeats: a killed worker's trial stays RUNNING.
+- ``postgresql://user:pass@host/db`` (or ``mysql://...``): many machines. Needs the ``postgres`` extra.
+
+RDB storages run with heartbeats: a trial whose worker stops beating for the grace period is marked
+FAIL and queued again (Optuna's ``RetryHeartbeatStaleTrialCallback``).
+
 Errors a user can cause (an unknown scheme, a folder that does not exist, a server that does not
 answer, a missing driver) become one ``GenoptError`` line before anything is written.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sqlite3
+import warnings
 from pathlib import Path
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend
 
 from genopt import paths
 from genopt.errors import GenoptError
 
 # SQLite waits this long for a lock instead of failing with "database is locked".
 _SQLITE_BUSY_TIMEOUT_S = 60
+# A running trial writes a heartbeat every interval; after the grace period without one it is
+# stale: marked FAIL and queued again. Tests shorten both through the environment.
+HEARTBEAT_INTERVAL_S = 5
+HEARTBEAT_GRACE_S = 15
+# A trial that keeps killing its worker is not retried forever.
+MAX_RETRY = 3
+_RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
+
+
+def heartbeat_settings() -> tuple[int, int]:
+    """(interval, grace period) in seconds: ``$GENOPT_HEARTBEAT_INTERVAL`` and ``$GENOPT_HEARTBEAT_GRACE``."""
+    try:
+        interval = int(os.environ.get("GENOPT_HEARTBEAT_INTERVAL", HEARTBEAT_INTERVAL_S))
+        grace = int(os.environ.get("GENOPT_HEARTBEAT_GRACE", HEARTBEAT_GRACE_S))
+    except ValueError:
+        raise GenoptError(
+            "GENOPT_HEARTBEAT_INTERVAL and GENOPT_HEARTBEAT_GRACE must be whole seconds"
+        ) from None
+    if interval < 1 or grace <= interval:
+        raise GenoptError(
+            "heartbeat: need GENOPT_HEARTBEAT_INTERVAL >= 1 and a longer GENOPT_HEARTBEAT_GRACE"
+        )
+    return interval, grace
+
+
+def resolve_url(url: str | None) -> str:
+    """``url``, or the default SQLite database (its folder created)."""
+    if url is None:
+        paths.storage_root().mkdir(parents=True, exist_ok=True)
+        return paths.default_storage_url()
+    return url
 
 
 def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
@@ -24,20 +72,72 @@ def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
     Raises:
         GenoptError: the URL is malformed, names a missing folder, or its server or driver is missing.
     """
-    if url is None:
-        url = paths.default_storage_url()
-        paths.storage_root().mkdir(parents=True, exist_ok=True)
+    url = resolve_url(url)
+    scheme = url.partition("://")[0]
+    if scheme == "journal":
+        return _journal(url)
+    if scheme.split("+")[0] not in _RDB_SCHEMES or "://" not in url:
+        raise GenoptError(
+            f"cannot open storage {url}: use sqlite:///PATH.db, journal:///PATH.log or postgresql://HOST/DB"
+        )
     engine_kwargs = {}
-    if url.startswith("sqlite:///"):
-        database = Path(url.removeprefix("sqlite:///"))
-        if not database.parent.is_dir():
-            raise GenoptError(f"cannot open storage {url}: folder {database.parent} does not exist")
+    if scheme == "sqlite":
         engine_kwargs = {"connect_args": {"timeout": _SQLITE_BUSY_TIMEOUT_S}}
+        _sqlite_wal(url)
+    elif scheme == "postgresql":
+        url = _postgres_driver(url)
+    interval, grace = heartbeat_settings()
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        # Heartbeats have been "experimental" since Optuna 2.8; the warning says nothing to a user.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=interval,
+                grace_period=grace,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+            )
     except Exception as exc:  # sqlalchemy and drivers raise many types; all mean "cannot open"
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GenoptError(f"cannot open storage {url}: {reason}") from None
+
+
+def _sqlite_wal(url: str) -> None:
+    # WAL lets readers and one writer work at once; the mode is stored in the file, so setting it
+    # once here covers every later connection of every process.
+    database = Path(url.removeprefix("sqlite:///"))
+    if url.startswith("sqlite:///:memory:"):
+        return
+    if not database.parent.is_dir():
+        raise GenoptError(f"cannot open storage {url}: folder {database.parent} does not exist")
+    try:
+        with sqlite3.connect(database, timeout=_SQLITE_BUSY_TIMEOUT_S) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+        connection.close()
+    except sqlite3.Error as exc:
+        raise GenoptError(f"cannot open storage {url}: {exc}") from None
+
+
+def _postgres_driver(url: str) -> str:
+    # SQLAlchemy's plain postgresql:// means psycopg2; the postgres extra installs psycopg 3.
+    if importlib.util.find_spec("psycopg") is None:
+        raise GenoptError(
+            f"cannot open storage {url}: install the driver with pip install 'genopt[postgres]'"
+        )
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def _journal(url: str) -> optuna.storages.JournalStorage:
+    path = Path(url.removeprefix("journal://"))
+    if not path.is_absolute() or not path.parent.is_dir():
+        raise GenoptError(
+            f"cannot open storage {url}: use journal:///ABSOLUTE/PATH.log in an existing folder"
+        )
+    try:
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    except Exception as exc:
+        raise GenoptError(f"cannot open storage {url}: {exc}") from None
 
 
 def artifact_store(base_path: Path | None = None) -> FileSystemArtifactStore:

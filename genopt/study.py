@@ -6,19 +6,27 @@ trial count, the data, the storage URL, and whether a resumed study was made wit
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
+import optuna_dashboard
+import torch
+from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
 from genopt.data import load_dataset
 from genopt.errors import GenoptError
 from genopt.metrics import FidEvaluator
-from genopt.objective import BASELINE_ATTR, Objective
-from genopt.spec import StudySpec
-from genopt.storage import artifact_store, open_storage
+from genopt.note import study_note
+from genopt.objective import BASELINE_ATTR, CHECKPOINT_ATTR, Objective
+from genopt.progress import TrialProgress
+from genopt.spec import Param, StudySpec
+from genopt.storage import artifact_store, open_storage, resolve_url
 from genopt.train import default_device
+from genopt.workers import spawn_local_workers
 
 # Spec fields that may change between runs of one study; the rest define what its FIDs mean.
 _RESUMABLE_FIELDS = {"seed", "keep_checkpoints", "sampler", "pruner"}
@@ -42,6 +50,8 @@ def _check_resumable(study: optuna.Study, spec: StudySpec, dataset_sha256: str) 
             f"study {study.study_name!r} was made on other data (sha256 differs): use a new --study name"
         )
     current = _as_json(spec.to_dict())
+    # A field added to genopt after the study was made has its default there.
+    stored = _as_json(StudySpec().to_dict()) | stored
     changed = sorted(k for k in current if k not in _RESUMABLE_FIELDS and stored.get(k) != current[k])
     if changed:
         raise GenoptError(
@@ -59,9 +69,10 @@ def _as_json(value: Any) -> Any:
     return value
 
 
-def _sampler(spec: StudySpec, n_existing: int) -> optuna.samplers.BaseSampler:
-    # A resumed study must not replay the first run's random draws: offset the seed by its size.
-    seed = spec.seed + n_existing
+def _sampler(spec: StudySpec, n_existing: int, worker: int = 0) -> optuna.samplers.BaseSampler:
+    # A resumed study must not replay the first run's random draws: offset the seed by its size,
+    # and workers that start together must not draw the same parameters: offset by the worker too.
+    seed = (spec.seed + n_existing + 1_000_003 * worker) % 2**32
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, multivariate=True)
@@ -77,7 +88,7 @@ def kept_checkpoints(study: optuna.Study, store) -> dict[int, str]:
     """Trial number -> artifact id of every COMPLETE trial whose checkpoint is still stored."""
     kept = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        artifact_id = t.user_attrs.get("checkpoint")
+        artifact_id = t.user_attrs.get(CHECKPOINT_ATTR)
         if artifact_id is None:
             continue
         try:
@@ -93,7 +104,8 @@ def _retain_best(store, keep: int):
         kept = kept_checkpoints(study, store)
         ranked = sorted(kept, key=lambda number: study.trials[number].value)
         for number in ranked[keep:]:
-            store.remove(kept[number])
+            with contextlib.suppress(ArtifactNotFound):  # another worker removed it first
+                store.remove(kept[number])
 
     return callback
 
@@ -104,9 +116,12 @@ def run_study(
     trials: int,
     study_name: str,
     storage_url: str | None = None,
-    data_dir=None,
+    data_dir: Path | None = None,
     enqueue: list[dict[str, Any]] = (),
     progress: bool = True,
+    command: str | None = None,
+    workers: int = 1,
+    artifact_dir: Path | None = None,
 ) -> StudyResult:
     """Add ``trials`` trials to the study ``study_name`` (created on first use) and run them.
 
@@ -114,22 +129,28 @@ def run_study(
         spec: the validated spec, command-line overrides applied.
         trials: how many trials to add; earlier trials of the study are kept.
         study_name: the study to create or resume.
-        storage_url: an Optuna RDB URL; default ``sqlite:///storage/genopt.db``.
+        storage_url: an Optuna storage URL (see ``genopt.storage``); default ``sqlite:///storage/genopt.db``.
         data_dir: a folder of IDX files to use instead of the named dataset's sources.
         enqueue: parameter sets to try first, as baselines trained to the full budget (never pruned).
-        progress: show Optuna's progress bar over trials.
+        progress: show a bar over trials with the best FID so far (a line per trial is printed anyway).
+        command: the command line that makes this study, written into the study note.
+        workers: processes that share the ``trials`` (each gets its share of CPU threads, or a GPU).
+        artifact_dir: the artifact store's folder (default ``storage/artifacts``).
 
     Raises:
-        GenoptError: bad input, found before anything is written.
+        GenoptError: bad input, found before anything is written; or a worker process that failed.
+        KeyboardInterrupt: Ctrl-C; the running trials end as FAIL with user attribute reason "interrupted".
     """
-    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
-        raise GenoptError(f"the number of trials must be a positive integer, got {trials!r}")
+    for name, value in (("trials", trials), ("workers", workers)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise GenoptError(f"the number of {name} must be a positive integer, got {value!r}")
     names = {p.name for p in spec.params}
     for params in enqueue:
         unknown = set(params) - names
         if unknown:
             raise GenoptError(f"enqueued parameter {sorted(unknown)[0]!r} is not in the search space")
     dataset = load_dataset(spec.dataset, data_dir=data_dir)
+    storage_url = resolve_url(storage_url)
     storage = open_storage(storage_url)
     try:
         existing = optuna.load_study(study_name=study_name, storage=storage)
@@ -142,6 +163,7 @@ def run_study(
     device = default_device()
     evaluator = FidEvaluator(dataset, device=device)
     floor = evaluator.floor()
+    # Created here, once, before any worker starts: workers only ever load it.
     study = optuna.create_study(
         study_name=study_name,
         storage=storage,
@@ -157,15 +179,95 @@ def run_study(
         )
         study.set_user_attr("fid_floor", floor)
         study.set_user_attr("feature_net_validation_accuracy", evaluator.validation_accuracy)
+    if not optuna_dashboard.get_note(study):
+        optuna_dashboard.save_note(study, study_note(study_name, study.user_attrs, command))
     for params in enqueue:
         study.enqueue_trial(params, user_attrs={BASELINE_ATTR: True})
 
-    store = artifact_store()
-    objective = Objective(spec, dataset, evaluator, store, device)
-    study.optimize(
-        objective,
-        n_trials=trials,
-        callbacks=[_retain_best(store, spec.keep_checkpoints)],
-        show_progress_bar=progress,
-    )
+    if workers == 1:
+        store = artifact_store(artifact_dir)
+        objective = Objective(spec, dataset, evaluator, store, device)
+        optimize(study, objective, trials=trials, store=store, keep=spec.keep_checkpoints, progress=progress)
+    else:
+        spawn_local_workers(
+            workers,
+            study_name=study_name,
+            storage_url=storage_url,
+            trials=trials,
+            data_dir=data_dir,
+            artifact_dir=artifact_dir,
+        )
+        study = optuna.load_study(study_name=study_name, storage=storage)
     return StudyResult(study, floor, evaluator.validation_accuracy)
+
+
+def optimize(
+    study: optuna.Study, objective: Objective, *, trials: int, store, keep: int, progress: bool
+) -> None:
+    """Run ``trials`` trials of ``study`` in this process; a trial out of memory fails alone."""
+    # The per-trial lines below replace Optuna's own log line per trial.
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with TrialProgress(trials, bar=progress) as progress_callback:
+            study.optimize(
+                objective,
+                n_trials=trials,
+                catch=(torch.OutOfMemoryError,),
+                callbacks=[_retain_best(store, keep), progress_callback],
+            )
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def stored_spec(study: optuna.Study) -> StudySpec:
+    """The spec a study was made with, read back from its user attributes."""
+    raw = study.user_attrs.get("spec")
+    if raw is None:
+        raise GenoptError(f"study {study.study_name!r} was not made by genopt study: it has no stored spec")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k != "params"}
+    params = tuple(
+        Param(**{k: tuple(v) if isinstance(v, list) else v for k, v in p.items()}) for p in raw["params"]
+    )
+    return StudySpec(**values, params=params)
+
+
+def run_worker(
+    *,
+    study_name: str,
+    storage_url: str | None,
+    trials: int,
+    data_dir: Path | None = None,
+    artifact_dir: Path | None = None,
+    worker: int = 0,
+    progress: bool = True,
+) -> StudyResult:
+    """Join the existing study ``study_name`` and run ``trials`` of its trials in this process.
+
+    The spec, data and budgets are the study's own; only the data folder and artifact store are
+    this machine's. Several workers, on one machine or many, may join one study at once.
+
+    Raises:
+        GenoptError: no such study, other data than the study's, or bad input.
+    """
+    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
+        raise GenoptError(f"the number of trials must be a positive integer, got {trials!r}")
+    storage_url = resolve_url(storage_url)
+    storage = open_storage(storage_url)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        raise GenoptError(
+            f"no study {study_name!r} in {storage_url}: make it first with genopt study --study {study_name}"
+        ) from None
+    spec = stored_spec(study)
+    dataset = load_dataset(spec.dataset, data_dir=data_dir)
+    _check_resumable(study, spec, dataset.sha256)
+    device = default_device()
+    evaluator = FidEvaluator(dataset, device=device)
+    study.sampler = _sampler(spec, len(study.trials), worker)
+    study.pruner = _pruner(spec)
+    store = artifact_store(artifact_dir)
+    objective = Objective(spec, dataset, evaluator, store, device)
+    optimize(study, objective, trials=trials, store=store, keep=spec.keep_checkpoints, progress=progress)
+    return StudyResult(study, evaluator.floor(), evaluator.validation_accuracy)

@@ -1,6 +1,7 @@
 """The ``genopt`` command: one small module per subcommand, each a parser plus one library call.
 
-Errors a user can cause end as one line on stderr and exit status 2; nothing else is caught.
+Errors a user can cause end as one line on stderr and exit status 2; Ctrl-C ends as one line and
+exit status 130; nothing else is caught.
 """
 
 from __future__ import annotations
@@ -8,10 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from genopt.cli import study
+from genopt.cli import dashboard, ensemble, report, sample, study, worker
 from genopt.errors import GenoptError
 
-_SUBCOMMANDS = (study,)
+_SUBCOMMANDS = (study, worker, ensemble, sample, report, dashboard)
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -39,6 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     except GenoptError as exc:
         print(f"genopt {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Optuna has recorded the running trial as FAIL (reason "interrupted"); nothing is half-written.
+        print(
+            f"genopt {args.command}: interrupted: the running trial is marked FAIL; rerun to continue",
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

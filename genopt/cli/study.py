@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from genopt.errors import GenoptError
@@ -45,6 +46,14 @@ def add_parser(subparsers) -> None:
         help="try these parameters first, trained to the full budget as a baseline "
         "(e.g. lr=2e-4,batch_size=64,noise_dim=100); repeatable",
     )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="worker processes sharing the trials, each with its share of CPU threads or its own GPU "
+        "(default 1); more machines join with genopt worker",
+    )
+    p.add_argument("--artifact-dir", type=Path, help="artifact store folder (default storage/artifacts)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -86,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     )
     name = args.study or f"{spec.model}-{spec.dataset}"
     enqueue = [parse_params(text) for text in args.enqueue]
+    spec_path = args.spec or (default_path if default_path.is_file() else None)
     result = run_study(
         spec,
         trials=args.trials,
@@ -94,9 +104,30 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         enqueue=enqueue,
         progress=not args.no_progress,
+        command=reproduce_command(args, spec, name, spec_path),
+        workers=args.workers,
+        artifact_dir=args.artifact_dir,
     )
     print(summary(result))
     return 0
+
+
+def reproduce_command(args: argparse.Namespace, spec: StudySpec, name: str, spec_path: Path | None) -> str:
+    """The ``genopt study`` line that makes this study again, every budget spelled out."""
+    words = ["genopt", "study", "--model", spec.model, "--dataset", spec.dataset, "--study", name]
+    if spec_path is not None:
+        words += ["--spec", str(spec_path)]
+    if args.data_dir is not None:
+        words += ["--data-dir", str(args.data_dir)]
+    if args.storage is not None:
+        words += ["--storage", args.storage]
+    words += ["--trials", str(args.trials), "--epochs", str(spec.max_epochs), "--seed", str(spec.seed)]
+    words += ["--fid-samples", str(spec.fid_samples)]
+    if spec.train_limit is not None:
+        words += ["--train-limit", str(spec.train_limit)]
+    for text in args.enqueue:
+        words += ["--enqueue", text]
+    return shlex.join(words)
 
 
 def summary(result) -> str:

@@ -1,0 +1,55 @@
+"""``genopt worker``: join an existing study (from this or another machine) and run some of its trials."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from genopt.cli.study import positive_int
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "worker",
+        help="join an existing study and run trials for it",
+        description="Run trials of a study made by genopt study, with its spec and budgets, against a "
+        "storage every worker reaches (postgresql://... across machines). Start as many as you like.",
+    )
+    p.add_argument("--study", required=True, help="the study to join (made by genopt study)")
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///storage/genopt.db)")
+    p.add_argument("--trials", type=positive_int, required=True, help="trials this worker runs")
+    p.add_argument("--data-dir", type=Path, help="a folder with the study's four IDX files")
+    p.add_argument(
+        "--artifact-dir",
+        type=Path,
+        help="artifact store folder every worker reaches (default storage/artifacts)",
+    )
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: all)")
+    # Set by genopt study --workers: the workers it starts draw from different sampler seeds.
+    p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from genopt.cli.study import summary
+    from genopt.study import run_worker
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    result = run_worker(
+        study_name=args.study,
+        storage_url=args.storage,
+        trials=args.trials,
+        data_dir=args.data_dir,
+        artifact_dir=args.artifact_dir,
+        # Workers on other machines start with the same study size: the process id parts them.
+        worker=args.worker_index if args.worker_index is not None else os.getpid(),
+        progress=not args.no_progress,
+    )
+    if args.worker_index is None:  # local workers: genopt study prints one summary for all
+        print(summary(result))
+    return 0

@@ -1,0 +1,181 @@
+"""Many workers, one study: local processes on SQLite, a real PostgreSQL server, SIGKILL and Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from genopt.storage import artifact_store, open_storage
+from genopt.workers import shares
+
+GENOPT = str(Path(sys.executable).parent / "genopt")
+TINY = ["--epochs", "1", "--train-limit", "1000", "--fid-samples", "500", "--no-progress"]
+# Short heartbeats, so a killed worker's trial is found stale within seconds.
+FAST_HEARTBEAT = {"GENOPT_HEARTBEAT_INTERVAL": "1", "GENOPT_HEARTBEAT_GRACE": "4"}
+
+
+def genopt(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [GENOPT, *args], capture_output=True, text=True, timeout=600, env=os.environ | (env or {})
+    )
+
+
+def trials_of(url: str, name: str = "gan-mnist") -> list:
+    return optuna.load_study(study_name=name, storage=open_storage(url)).trials
+
+
+def wait_for(predicate, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.3)
+
+
+def running(url: str) -> list:
+    try:
+        return [t for t in trials_of(url) if t.state == TrialState.RUNNING]
+    except Exception:  # the database or the study is not made yet
+        return []
+
+
+def test_trials_are_shared_not_multiplied():
+    assert shares(12, 3) == [4, 4, 4]
+    assert shares(10, 3) == [4, 3, 3]
+    assert shares(2, 3) == [1, 1]
+
+
+def test_three_local_workers_on_one_sqlite_study_complete_all_trials(tmp_path):
+    url = f"sqlite:///{tmp_path / 'workers.db'}"
+    result = genopt("study", "--storage", url, "--trials", "12", "--workers", "3", *TINY)
+    assert result.returncode == 0, result.stderr
+    assert "database is locked" not in result.stderr
+    assert "study gan-mnist: 12 trials (12 complete)" in result.stdout
+    trials = trials_of(url)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 12
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 12, (
+        "two workers drew the same parameters"
+    )
+
+
+def test_a_worker_joins_an_existing_study_with_its_spec(tmp_path):
+    url = f"journal:///{tmp_path / 'journal.log'}"
+    made = genopt("study", "--storage", url, "--trials", "1", *TINY)
+    assert made.returncode == 0, made.stderr
+    joined = genopt("worker", "--study", "gan-mnist", "--storage", url, "--trials", "1", "--no-progress")
+    assert joined.returncode == 0, joined.stderr
+    trials = trials_of(url)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    # The worker had no spec file: it trained with the study's own budgets.
+    assert all(t.user_attrs["epochs"] == 1 for t in trials)
+
+
+def _server_commands():
+    """(prefix to run as the server's user, bin folder) or a reason there is no server to start."""
+    bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not bins:
+        return None, "PostgreSQL is not installed (.ci/run installs Debian's postgresql)"
+    prefix = []
+    if os.geteuid() == 0:  # postgres refuses to run as root
+        if subprocess.run(["id", "postgres"], capture_output=True).returncode != 0:
+            return None, "running as root and there is no postgres user to start the server as"
+        prefix = ["runuser", "-u", "postgres", "--"]
+    return (prefix, bins[-1].parent), None
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL server of our own on 127.0.0.1, stopped at the end of the session."""
+    import shutil
+    import socket
+    import tempfile
+
+    found, reason = _server_commands()
+    if found is None:
+        pytest.skip(reason)
+    prefix, bindir = found
+    data = Path(tempfile.mkdtemp(prefix="genopt-pg-"))
+    if prefix:
+        shutil.chown(data, "postgres", "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    init = subprocess.run(
+        [*prefix, str(bindir / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "genopt", "--no-sync"],
+        capture_output=True,
+        text=True,
+    )
+    if init.returncode != 0:
+        pytest.skip(f"initdb failed: {init.stderr.strip()[-300:]}")
+    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off"
+    ctl = [*prefix, str(bindir / "pg_ctl"), "-D", str(data / "db")]
+    start = subprocess.run([*ctl, "-o", options, "-l", str(data / "log"), "-w", "start"], capture_output=True)
+    if start.returncode != 0:
+        pytest.skip(f"pg_ctl start failed: {(data / 'log').read_text()[-300:]}")
+    yield f"postgresql://genopt@127.0.0.1:{port}/postgres"
+    subprocess.run([*ctl, "-m", "immediate", "stop"], capture_output=True)
+    shutil.rmtree(data, ignore_errors=True)
+
+
+def test_two_workers_on_a_real_postgresql_server_complete_their_trials(postgres_url):
+    result = genopt("study", "--storage", postgres_url, "--trials", "4", "--workers", "2", *TINY)
+    assert result.returncode == 0, result.stderr
+    trials = trials_of(postgres_url)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 4
+
+
+def test_a_worker_killed_mid_trial_is_retried_and_no_finished_trial_is_lost(tmp_path):
+    url = f"sqlite:///{tmp_path / 'kill.db'}"
+    budget = ["--epochs", "1", "--train-limit", "3000", "--fid-samples", "500", "--no-progress"]
+    command = [GENOPT, "study", "--storage", url, "--trials", "3", *budget]
+    process = subprocess.Popen(command, env=os.environ | FAST_HEARTBEAT, stdout=subprocess.DEVNULL)
+    try:
+        # Kill during a trial after the first, once that trial has written its first heartbeat.
+        wait_for(lambda: any(t.number >= 1 for t in running(url)))
+        time.sleep(0.3)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    before = trials_of(url)
+    killed = before[-1].number
+    assert [t.state for t in before] == [TrialState.COMPLETE] * killed + [TrialState.RUNNING]
+
+    time.sleep(5)  # past the grace period: the restarted study finds the trial stale at once
+    again = genopt("study", "--storage", url, "--trials", str(3 - killed), *budget, env=FAST_HEARTBEAT)
+    assert again.returncode == 0, again.stderr
+    trials = trials_of(url)
+    assert trials[killed].state == TrialState.FAIL
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
+    assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
+    assert retried[0].params == trials[killed].params
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 3
+    assert all(trials[n].state == TrialState.COMPLETE for n in range(killed)), "a finished trial was lost"
+    store = artifact_store()
+    for t in complete:
+        with store.open_reader(t.user_attrs["checkpoint"]) as f:
+            assert torch.load(f, weights_only=True)["trial_number"] == t.number
+
+
+def test_ctrl_c_ends_the_running_trial_as_failed_and_exits_130(tmp_path):
+    url = f"sqlite:///{tmp_path / 'interrupt.db'}"
+    command = [GENOPT, "study", "--storage", url, "--trials", "2", *TINY]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: bool(running(url)))
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr.strip().splitlines()[-1]
+    trials = trials_of(url)
+    assert [t.state for t in trials] == [TrialState.FAIL]
+    assert trials[0].user_attrs["reason"] == "interrupted"

@@ -107,6 +107,16 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - start, value
 
 
+def save_figure(fig, path: Path) -> None:
+    """Write a matplotlib figure as PNG at ``path`` (folders created) and close it."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt  # the callers chose the backend before importing pyplot
+
+    plt.close(fig)
+
+
 def finish(args: argparse.Namespace, lines: list[str], headline: str) -> None:
     """Print the section, write it where ``--md`` says, and end with the headline ``name=value``."""
     text = "\n".join([*lines, "", f"Headline: `{headline}`"]) + "\n"

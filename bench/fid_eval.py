@@ -126,10 +126,7 @@ def plot(path, times) -> None:
     ax.set_xlabel("seconds (median)")
     ax.legend(loc="lower right")
     ax.set_title("FID evaluation against one training epoch (batch 64)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _common.save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -197,10 +197,7 @@ def plot(path, runs, seeds) -> None:
     ax.set_yscale("log")
     ax.set_title("Best FID against compute (one line per seed)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _common.save_figure(fig, path)
 
 
 if __name__ == "__main__":

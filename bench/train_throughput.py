@@ -440,10 +440,7 @@ def plot(path, batch_sizes, speed) -> None:
     ax.set_ylabel("images / s (median, range)")
     ax.set_title("Training throughput, MNIST MLP GAN, CPU")
     ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _common.save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -18,12 +18,11 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from genopt import paths
-from genopt.errors import GenoptError
 from genopt.models import Generator, GeneratorConfig
 from genopt.objective import CHECKPOINT_ATTR, SAMPLES_ATTR
 from genopt.report_html import render_html
 from genopt.samples import save_grid
-from genopt.storage import artifact_store, open_storage
+from genopt.storage import artifact_store, load_existing_study
 
 
 @dataclass(frozen=True)
@@ -74,12 +73,7 @@ def write_report(*, study_name: str, storage_url: str | None = None, out_dir: Pa
     Raises:
         GenoptError: the storage cannot be opened or holds no such study.
     """
-    storage = open_storage(storage_url)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        names = ", ".join(sorted(s.study_name for s in optuna.get_all_study_summaries(storage))) or "none"
-        raise GenoptError(f"no study {study_name!r} in this storage (studies: {names})") from None
+    study = load_existing_study(study_name, storage_url)
     out_dir = Path(out_dir) if out_dir is not None else paths.reports_dir() / study_name
     out_dir.mkdir(parents=True, exist_ok=True)
 

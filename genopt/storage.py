@@ -140,6 +140,23 @@ def _journal(url: str) -> optuna.storages.JournalStorage:
         raise GenoptError(f"cannot open storage {url}: {exc}") from None
 
 
+def load_existing_study(study_name: str, storage_url: str | None = None) -> optuna.Study:
+    """The study ``study_name`` in the storage at ``storage_url``, which must exist.
+
+    Raises:
+        GenoptError: the storage cannot be opened or holds no such study (the message lists those it holds).
+    """
+    storage = open_storage(storage_url)
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = ", ".join(sorted(s.study_name for s in optuna.get_all_study_summaries(storage))) or "none"
+        raise GenoptError(
+            f"no study {study_name!r} in {resolve_url(storage_url)} (studies: {names}): "
+            f"make it with genopt study --study {study_name}"
+        ) from None
+
+
 def artifact_store(base_path: Path | None = None) -> FileSystemArtifactStore:
     """The artifact store for checkpoints; every machine that sees this folder sees the same ids."""
     base_path = base_path or paths.artifacts_dir()

@@ -24,7 +24,7 @@ from genopt.note import study_note
 from genopt.objective import BASELINE_ATTR, CHECKPOINT_ATTR, Objective
 from genopt.progress import TrialProgress
 from genopt.spec import Param, StudySpec
-from genopt.storage import artifact_store, open_storage, resolve_url
+from genopt.storage import artifact_store, load_existing_study, open_storage, resolve_url
 from genopt.train import default_device
 from genopt.workers import spawn_local_workers
 
@@ -252,14 +252,7 @@ def run_worker(
     """
     if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
         raise GenoptError(f"the number of trials must be a positive integer, got {trials!r}")
-    storage_url = resolve_url(storage_url)
-    storage = open_storage(storage_url)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        raise GenoptError(
-            f"no study {study_name!r} in {storage_url}: make it first with genopt study --study {study_name}"
-        ) from None
+    study = load_existing_study(study_name, storage_url)
     spec = stored_spec(study)
     dataset = load_dataset(spec.dataset, data_dir=data_dir)
     _check_resumable(study, spec, dataset.sha256)

@@ -248,7 +248,7 @@ def empty_storage(tmp_path_factory) -> str:
 
 
 BAD = {
-    "missing study": (["ensemble", "--study", "no-such-study", "--storage", "EMPTY"], "no study named"),
+    "missing study": (["ensemble", "--study", "no-such-study", "--storage", "EMPTY"], "no study 'no-such-study'"),
     "top-k below 1": (["ensemble", "--study", STUDY, "--top-k", "0"], "--top-k: '0' must be at least 1"),
     "no complete trial": (
         ["ensemble", "--study", "nothing-complete", "--storage", "EMPTY"],

@@ -21,7 +21,7 @@ from genopt.errors import GenoptError
 from genopt.metrics import FidEvaluator
 from genopt.models import Generator, GeneratorConfig
 from genopt.objective import CHECKPOINT_FORMAT, EVAL_NOISE_SEED
-from genopt.storage import artifact_store, open_storage
+from genopt.storage import artifact_store, load_existing_study
 from genopt.study import kept_checkpoints
 
 # Seeds the mean ensemble's draws for its FID, apart from the members' evaluation noise.
@@ -123,12 +123,7 @@ def build_ensemble(
         raise GenoptError(f"mode must be auto, mean or mixture, got {mode!r}")
     if fid_samples is not None and fid_samples < 2:
         raise GenoptError(f"--fid-samples must be at least 2, got {fid_samples}")
-    storage = open_storage(storage_url)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        names = ", ".join(sorted(s.study_name for s in optuna.get_all_study_summaries(storage))) or "none"
-        raise GenoptError(f"no study named {study_name!r} in the storage (studies: {names})") from None
+    study = load_existing_study(study_name, storage_url)
     members = load_members(study, top_k=top_k)
     info = study.user_attrs.get("dataset", {})
     spec = study.user_attrs.get("spec", {})

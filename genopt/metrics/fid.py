@@ -113,6 +113,23 @@ class FidEvaluator:
     def _batches(self, images: torch.Tensor) -> Iterable[torch.Tensor]:
         return (images[i : i + self.batch_size] for i in range(0, len(images), self.batch_size))
 
+    def _generated(self, sample: Callable[[torch.Tensor], torch.Tensor], n: int) -> Iterable[torch.Tensor]:
+        """n images from ``sample``, in batches of ``batch_size`` labels following ``labels(n)``."""
+        if n < 2:
+            raise ValueError(f"FID needs at least 2 generated images, got n={n}")
+        labels = self.labels(n).to(self.device)
+
+        def batches() -> Iterable[torch.Tensor]:
+            for i in range(0, n, self.batch_size):
+                chunk = labels[i : i + self.batch_size]
+                with torch.no_grad():
+                    images = sample(chunk)
+                if len(images) != len(chunk):
+                    raise ValueError(f"sample returned {len(images)} images for {len(chunk)} labels")
+                yield images
+
+        return batches()
+
     @torch.no_grad()
     def _feed(self, batches: Iterable[torch.Tensor], *, real: bool) -> bool:
         """Update the metric; False as soon as a batch holds a non-finite pixel."""
@@ -167,20 +184,7 @@ class FidEvaluator:
         Returns:
             The FID, or NaN when a generated image holds a non-finite pixel.
         """
-        if n < 2:
-            raise ValueError(f"FID needs at least 2 generated images, got n={n}")
-        labels = self.labels(n).to(self.device)
-
-        def batches() -> Iterable[torch.Tensor]:
-            for i in range(0, n, self.batch_size):
-                chunk = labels[i : i + self.batch_size]
-                with torch.no_grad():
-                    images = sample(chunk)
-                if len(images) != len(chunk):
-                    raise ValueError(f"sample returned {len(images)} images for {len(chunk)} labels")
-                yield images
-
-        return self._score(batches())
+        return self._score(self._generated(sample, n))
 
     def score_images(self, images: torch.Tensor) -> float:
         """FID of a tensor of images in [-1, 1], shape (N, C, H, W), against the validation split."""
@@ -197,19 +201,11 @@ class FidEvaluator:
         Raises:
             ValueError: n < 2, or a generated image holds a non-finite pixel.
         """
-        if n < 2:
-            raise ValueError(f"FID statistics need at least 2 generated images, got n={n}")
-        labels = self.labels(n).to(self.device)
+        batches = self._generated(sample, n)
         self.metric.reset()
         try:
-            for i in range(0, n, self.batch_size):
-                chunk = labels[i : i + self.batch_size]
-                with torch.no_grad():
-                    images = sample(chunk)
-                if len(images) != len(chunk):
-                    raise ValueError(f"sample returned {len(images)} images for {len(chunk)} labels")
-                if not self._feed([images], real=False):
-                    raise ValueError("a generated image holds a non-finite pixel")
+            if not self._feed(batches, real=False):
+                raise ValueError("a generated image holds a non-finite pixel")
             return self._moments("fake")
         finally:
             self.metric.reset()

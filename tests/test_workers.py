@@ -135,7 +135,8 @@ def test_two_workers_on_a_real_postgresql_server_complete_their_trials(postgres_
 
 def test_a_worker_killed_mid_trial_is_retried_and_no_finished_trial_is_lost(tmp_path):
     url = f"sqlite:///{tmp_path / 'kill.db'}"
-    budget = ["--epochs", "1", "--train-limit", "3000", "--fid-samples", "500", "--no-progress"]
+    # Trials of a few seconds, so the kill lands inside one even on a fast, idle machine.
+    budget = ["--epochs", "1", "--train-limit", "15000", "--fid-samples", "500", "--no-progress"]
     command = [GENOPT, "study", "--storage", url, "--trials", "3", *budget]
     process = subprocess.Popen(command, env=os.environ | FAST_HEARTBEAT, stdout=subprocess.DEVNULL)
     try:
@@ -168,7 +169,9 @@ def test_a_worker_killed_mid_trial_is_retried_and_no_finished_trial_is_lost(tmp_
 
 def test_ctrl_c_ends_the_running_trial_as_failed_and_exits_130(tmp_path):
     url = f"sqlite:///{tmp_path / 'interrupt.db'}"
-    command = [GENOPT, "study", "--storage", url, "--trials", "2", *TINY]
+    # A trial of several seconds, so Ctrl-C lands inside it even on a fast, idle machine.
+    budget = ["--epochs", "1", "--train-limit", "30000", "--fid-samples", "500", "--no-progress"]
+    command = [GENOPT, "study", "--storage", url, "--trials", "2", *budget]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: bool(running(url)))
     time.sleep(1.0)

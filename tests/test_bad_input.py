@@ -3,14 +3,10 @@ and the storage's trials exactly as they were."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import optuna
 import pytest
+from cli_runner import genopt
 
-GENOPT = str(Path(sys.executable).parent / "genopt")
 TINY = ["--epochs", "1", "--train-limit", "1000", "--fid-samples", "500", "--no-progress"]
 STUDY = ["study", "--storage", "{db}", "--trials", "1", *TINY]
 
@@ -88,10 +84,6 @@ IDX = [
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 ]
-
-
-def genopt(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([GENOPT, *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import urllib.request
-from pathlib import Path
 
 import pytest
+from cli_runner import GENOPT
 
-GENOPT = str(Path(sys.executable).parent / "genopt")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -13,18 +13,14 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+from cli_runner import genopt
 
 from genopt.ensemble import greedy_mixture, mixture_statistics
 from genopt.errors import GenoptError
 from genopt.export import FORMAT, load_ensemble
 from genopt.metrics import frechet_distance
 
-GENOPT = str(Path(sys.executable).parent / "genopt")
 STUDY = "ens-cgan"
-
-
-def genopt(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([GENOPT, *args], capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -248,7 +244,10 @@ def empty_storage(tmp_path_factory) -> str:
 
 
 BAD = {
-    "missing study": (["ensemble", "--study", "no-such-study", "--storage", "EMPTY"], "no study 'no-such-study'"),
+    "missing study": (
+        ["ensemble", "--study", "no-such-study", "--storage", "EMPTY"],
+        "no study 'no-such-study'",
+    ),
     "top-k below 1": (["ensemble", "--study", STUDY, "--top-k", "0"], "--top-k: '0' must be at least 1"),
     "no complete trial": (
         ["ensemble", "--study", "nothing-complete", "--storage", "EMPTY"],

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import genopt
 
 from genopt.report import FIGURES
 
-GENOPT = str(Path(sys.executable).parent / "genopt")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def genopt(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([GENOPT, *args], capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import optuna
 import pytest
 import torch
+from cli_runner import genopt
 from optuna.trial import TrialState
 
 from genopt.objective import CHECKPOINT_FORMAT
 from genopt.storage import artifact_store
 
-GENOPT = str(Path(sys.executable).parent / "genopt")
 QUICK = ["--trials", "2", "--epochs", "1", "--train-limit", "2000", "--fid-samples", "1000", "--no-progress"]
-
-
-def genopt(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([GENOPT, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
 def trials_of(url: str, name: str) -> list:

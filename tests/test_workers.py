@@ -5,28 +5,21 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import optuna
 import pytest
 import torch
+from cli_runner import GENOPT, genopt
 from optuna.trial import TrialState
 
 from genopt.storage import artifact_store, open_storage
 from genopt.workers import shares
 
-GENOPT = str(Path(sys.executable).parent / "genopt")
 TINY = ["--epochs", "1", "--train-limit", "1000", "--fid-samples", "500", "--no-progress"]
 # Short heartbeats, so a killed worker's trial is found stale within seconds.
 FAST_HEARTBEAT = {"GENOPT_HEARTBEAT_INTERVAL": "1", "GENOPT_HEARTBEAT_GRACE": "4"}
-
-
-def genopt(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [GENOPT, *args], capture_output=True, text=True, timeout=600, env=os.environ | (env or {})
-    )
 
 
 def trials_of(url: str, name: str = "gan-mnist") -> list:

@@ -102,13 +102,11 @@ class Objective:
         store: optuna.artifacts.FileSystemArtifactStore,
         device: torch.device,
     ):
-        self.spec, self.dataset, self.evaluator, self.store, self.device = (
-            spec,
-            dataset,
-            evaluator,
-            store,
-            device,
-        )
+        self.spec = spec
+        self.dataset = dataset
+        self.evaluator = evaluator
+        self.store = store
+        self.device = device
 
     def fid(self, generator: Generator) -> float:
         noise = torch.Generator(self.device).manual_seed(EVAL_NOISE_SEED)

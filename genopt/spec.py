@@ -103,6 +103,16 @@ class StudySpec:
         """A JSON-ready form, stored with the study so a resumed study can be checked against it."""
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> StudySpec:
+        """The inverse of ``to_dict`` after a JSON round trip (lists back to tuples)."""
+
+        def plain(d: dict[str, Any]) -> dict[str, Any]:
+            return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+        params = tuple(Param(**plain(p)) for p in raw["params"])
+        return cls(**plain({k: v for k, v in raw.items() if k != "params"}), params=params)
+
     def override(self, **changes: Any) -> StudySpec:
         """This spec with the given fields replaced (``None`` leaves a field as it is), re-validated."""
         spec = dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -23,7 +23,7 @@ from genopt.metrics import FidEvaluator
 from genopt.note import study_note
 from genopt.objective import BASELINE_ATTR, CHECKPOINT_ATTR, Objective
 from genopt.progress import TrialProgress
-from genopt.spec import Param, StudySpec
+from genopt.spec import StudySpec
 from genopt.storage import artifact_store, load_existing_study, open_storage, resolve_url
 from genopt.train import default_device
 from genopt.workers import spawn_local_workers
@@ -225,11 +225,7 @@ def stored_spec(study: optuna.Study) -> StudySpec:
     raw = study.user_attrs.get("spec")
     if raw is None:
         raise GenoptError(f"study {study.study_name!r} was not made by genopt study: it has no stored spec")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k != "params"}
-    params = tuple(
-        Param(**{k: tuple(v) if isinstance(v, list) else v for k, v in p.items()}) for p in raw["params"]
-    )
-    return StudySpec(**values, params=params)
+    return StudySpec.from_dict(raw)
 
 
 def run_worker(

@@ -91,3 +91,12 @@ def test_command_line_overrides_are_validated():
     assert StudySpec().override(max_epochs=3, seed=None).max_epochs == 3
     with pytest.raises(GenoptError, match="command line: fid_samples must be at least"):
         StudySpec().override(fid_samples=1)
+
+
+def test_a_spec_survives_the_json_round_trip_a_study_stores_it_through(tmp_path):
+    import json
+
+    path = tmp_path / "s.toml"
+    path.write_text('model = "cgan"\n[search.params.beta1]\nchoices = [0.5, 0.9]\n[training]\nmax_epochs = 4')
+    spec = load_spec(path)
+    assert StudySpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec

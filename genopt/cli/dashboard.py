@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from genopt.cli._args import add_storage
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -13,7 +15,7 @@ def add_parser(subparsers) -> None:
         description="Start optuna-dashboard on 127.0.0.1 with genopt's artifact store attached, so every "
         "trial shows its sample grid and per-epoch history; prints the URL to open.",
     )
-    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///storage/genopt.db)")
+    add_storage(p)
     p.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
     p.add_argument("--artifact-dir", type=Path, help="artifact store folder (default storage/artifacts)")
     p.set_defaults(handler=run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from genopt.cli.study import positive_int
+from genopt.cli._args import add_storage, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
         default="auto",
         help="what to export; auto: the lower validation FID (default)",
     )
-    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///storage/genopt.db)")
+    add_storage(p)
     p.add_argument("--out", type=Path, help="the .pt file to write (default storage/exports/<study>.pt)")
     p.add_argument("--torch-export", action="store_true", help="also write a torch.export program (.pt2)")
     p.add_argument("--fid-samples", type=positive_int, help="generated images per FID (default: the study's)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from genopt.cli._args import add_storage
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -14,7 +16,7 @@ def add_parser(subparsers) -> None:
         "parameter importances, FID against each parameter, the best trial's samples, the ensemble).",
     )
     p.add_argument("--study", required=True, help="study name, e.g. cgan-mnist")
-    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///storage/genopt.db)")
+    add_storage(p)
     p.add_argument("--out", type=Path, help="report folder (default storage/reports/<study>)")
     p.set_defaults(handler=run)
 

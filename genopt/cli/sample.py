@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from genopt.cli.study import positive_int
+from genopt.cli._args import positive_int
 
 
 def add_parser(subparsers) -> None:

@@ -6,18 +6,9 @@ import argparse
 import shlex
 from pathlib import Path
 
+from genopt.cli._args import add_storage, positive_int
 from genopt.errors import GenoptError
 from genopt.spec import MODELS, SEARCHABLE, StudySpec, load_spec
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
 
 
 def add_parser(subparsers) -> None:
@@ -32,7 +23,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--dataset", help="mnist or fashion-mnist (default: the spec's)")
     p.add_argument("--data-dir", type=Path, help="a folder with the four IDX files to use instead")
     p.add_argument("--epochs", type=positive_int, help="max epochs per trial (default: the spec's)")
-    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///storage/genopt.db)")
+    add_storage(p)
     p.add_argument("--study", help="study name (default <model>-<dataset>)")
     p.add_argument("--spec", type=Path, help="study spec (default studies/<model>.toml when it exists)")
     p.add_argument("--seed", type=int, help="sampler and training seed (default: the spec's)")

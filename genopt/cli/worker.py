@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from genopt.cli.study import positive_int
+from genopt.cli._args import add_storage, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -17,7 +17,7 @@ def add_parser(subparsers) -> None:
         "storage every worker reaches (postgresql://... across machines). Start as many as you like.",
     )
     p.add_argument("--study", required=True, help="the study to join (made by genopt study)")
-    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///storage/genopt.db)")
+    add_storage(p)
     p.add_argument("--trials", type=positive_int, required=True, help="trials this worker runs")
     p.add_argument("--data-dir", type=Path, help="a folder with the study's four IDX files")
     p.add_argument(

@@ -60,7 +60,8 @@ clean-venv:
 	rm -rf $(VENV)
 
 # `make bench`: training throughput, FID cost and search efficiency (docs/benchmarks.md says what
-# each measures); prints their tables and rewrites docs/benchmarks.md and its plots.
+# each measures); prints their tables and rewrites docs/benchmarks.md and its plots. The GPU section
+# (bench/gpu.py) is rewritten only on a machine with a GPU; elsewhere the last GPU run's stays.
 # BENCH_ARGS="--quick": at most two minutes each; "--threads 1" on a machine shared with other jobs.
 BENCH_ARGS ?=
 BENCHES := train_throughput fid_eval search_efficiency
@@ -68,5 +69,6 @@ bench: $(BIN)/genopt
 	mkdir -p storage/bench
 	$(foreach b,$(BENCHES),$(BIN)/python bench/$(b).py $(BENCH_ARGS) --md storage/bench/$(b).md \
 		--png docs/benchmarks_$(b).png &&) true
+	$(BIN)/python bench/gpu.py $(BENCH_ARGS) --md docs/benchmarks_gpu.md
 	BENCH_ARGS="$(BENCH_ARGS)" $(BIN)/python bench/collect.py docs/benchmarks.md \
-		$(foreach b,$(BENCHES),storage/bench/$(b).md docs/benchmarks_$(b).png)
+		$(foreach b,$(BENCHES),storage/bench/$(b).md docs/benchmarks_$(b).png) docs/benchmarks_gpu.md -

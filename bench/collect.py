@@ -16,7 +16,9 @@ absolute figures of different runs.
 
 
 def main(out: str, sections: list[str], plots: list[str]) -> None:
-    texts = [Path(section).read_text().rstrip() + "\n" for section in sections]
+    # A section may be missing (the GPU one on a machine that never had a GPU); a plot may be "-".
+    pairs = [(s, p) for s, p in zip(sections, plots, strict=True) if Path(s).exists()]
+    texts = [Path(section).read_text().rstrip() + "\n" for section, _ in pairs]
     headlines = [
         line.split("`")[1] for text in texts for line in text.splitlines() if line.startswith("Headline:")
     ]
@@ -25,8 +27,8 @@ def main(out: str, sections: list[str], plots: list[str]) -> None:
     args = os.environ.get("BENCH_ARGS", "").strip()
     command = f'make bench BENCH_ARGS="{args}"' if args else "make bench"
     parts = [INTRO.format(command=command), "\n".join(summary) + "\n"]
-    for text, plot in zip(texts, plots, strict=True):
-        if Path(plot).exists():
+    for text, (_, plot) in zip(texts, pairs, strict=True):
+        if plot != "-" and Path(plot).exists():
             text += f"\n![{Path(plot).stem}]({os.path.relpath(plot, Path(out).parent)})\n"
         parts.append(text)
     Path(out).write_text("\n".join(parts))
@@ -34,6 +36,6 @@ def main(out: str, sections: list[str], plots: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    # collect.py OUT SECTION PLOT [SECTION PLOT ...]
+    # collect.py OUT SECTION PLOT [SECTION PLOT ...]; PLOT '-' for none
     rest = sys.argv[2:]
     main(sys.argv[1], rest[0::2], rest[1::2])

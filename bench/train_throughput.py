@@ -388,30 +388,6 @@ def main() -> None:
         ],
     )
 
-    # a GPU, when there is one
-    lines += ["", "### GPU", ""]
-    if torch.cuda.is_available():
-        cuda = torch.device("cuda")
-        full = len(dataset.train)
-        cuda_data = SeedMNIST(dataset.train.images, dataset.train.labels)
-        genopt_epoch(dataset, 2048, 64, cuda)
-        times = {"seed": [], "genopt": [], "genopt-bf16": []}
-        for _ in range(1 if quick else 3):
-            times["seed"].append(seed_epoch(cuda_data, 64, cuda))
-            times["genopt"].append(genopt_epoch(dataset, full, 64, cuda))
-            times["genopt-bf16"].append(genopt_epoch(dataset, full, 64, cuda, "bf16"))
-        name = torch.cuda.get_device_name(0)
-        lines += _common.table(
-            ["device", "loop", f"epoch of {full} images, batch 64 (s)", "img/s"],
-            [
-                [name, k, _common.median_range(v), f"{full / statistics.median(v):,.0f}"]
-                for k, v in times.items()
-            ],
-        )
-    else:
-        print("no GPU on this machine", flush=True)
-        lines.append("no GPU on this machine: the GPU table is written when `torch.cuda.is_available()`.")
-
     if args.png is not None:
         plot(args.png, batch_sizes, speed)
     b64 = ratios("genopt", 64)

@@ -73,8 +73,17 @@ class Generator(nn.Module):
     def sample(self, labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Images in [-1, 1] for ``labels`` (ignored when unconditional), one noise draw each."""
         device = next(self.parameters()).device
-        z = torch.randn(len(labels), self.config.noise_dim, generator=generator, device=device)
-        return self(z, labels.to(device) if self.config.num_classes else None)
+        z = torch.randn(len(labels), self.config.noise_dim, generator=generator, device=rng_device(generator))
+        return self(z.to(device), labels.to(device) if self.config.num_classes else None)
+
+
+def rng_device(generator: torch.Generator | None) -> torch.device:
+    """Where to draw sampling noise: ``generator``'s device, else the CPU.
+
+    Noise is drawn there and then moved to the model, so one seed gives the same noise, and so the
+    same images and FID, whether the model runs on the CPU or a GPU.
+    """
+    return generator.device if generator is not None else torch.device("cpu")
 
 
 class Discriminator(nn.Module):

@@ -175,8 +175,9 @@ def train(
             d_total += d_loss * b
             g_total += g_loss * b
 
+        d_mean, g_mean = d_total.item() / n, g_total.item() / n  # waits for a GPU to finish the epoch
         seconds = time.perf_counter() - start
-        stats = EpochStats(epoch, d_total.item() / n, g_total.item() / n, seconds, n / seconds)
+        stats = EpochStats(epoch, d_mean, g_mean, seconds, n / seconds)
         result.epochs.append(stats)
         if not (math.isfinite(stats.d_loss) and math.isfinite(stats.g_loss)):
             result.stop_reason = f"non-finite loss at epoch {epoch} (D {stats.d_loss}, G {stats.g_loss})"

@@ -21,7 +21,7 @@ def tiny_config(model="gan", **changes):
 
 
 def weights(result):
-    return [p.detach().clone() for p in result.generator.parameters()]
+    return [p.detach().cpu().clone() for p in result.generator.parameters()]
 
 
 @pytest.mark.parametrize("model", ["gan", "cgan"])

@@ -132,7 +132,11 @@ def build_ensemble(
         raise GenoptError(f"study {study_name!r} was made on other data than {dataset.source}")
     n = fid_samples or int(spec.get("fid_samples", 10_000))
 
-    evaluator = FidEvaluator(dataset, device="cpu")
+    # Scored on the device the study's trials were scored on by default (CUDA when present), with the
+    # same CPU-drawn noise, so the best single member's FID is its trial's value; exported from the CPU.
+    evaluator = FidEvaluator(dataset)
+    for m in members:
+        m.generator.to(evaluator.device)
     member_stats = []
     for m in members:
         noise = torch.Generator().manual_seed(EVAL_NOISE_SEED)
@@ -141,6 +145,7 @@ def build_ensemble(
     best = min(range(len(members)), key=lambda i: (math.isnan(val[i]), val[i]))
 
     mean_ensemble = EnsembleGenerator([m.generator for m in members], [1.0] * len(members), mode="mean")
+    mean_ensemble.to(evaluator.device)
     noise = torch.Generator().manual_seed(ENSEMBLE_NOISE_SEED)
     mean_stats = _statistics(evaluator, lambda y: mean_ensemble.sample(len(y), y, generator=noise) * 2 - 1, n)
     selection = greedy_mixture(member_stats, evaluator.fid_of_statistics, rounds=rounds)
@@ -180,4 +185,7 @@ def build_ensemble(
             for m, w in zip(members, selection.weights, strict=True)
         ],
     }
+    ensemble.cpu()
+    for m in members:
+        m.generator.cpu()
     return EnsembleBuild(ensemble, members, scores, selection.weights, chosen, metadata)

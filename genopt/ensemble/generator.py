@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from genopt.models import Generator
+from genopt.models import Generator, rng_device
 
 MODES = ("mean", "mixture")
 
@@ -92,7 +92,8 @@ class EnsembleGenerator(nn.Module):
         classes in turn (0, 1, ..., 9, 0, ...) for a conditional ensemble.
         """
         device = self.bounds.device
-        noise = torch.randn(n, self.noise_dim, generator=generator, device=device)
+        rng = rng_device(generator)
+        noise = torch.randn(n, self.noise_dim, generator=generator, device=rng).to(device)
         args: list[torch.Tensor] = [noise]
         if self.conditional:
             if labels is None:
@@ -102,7 +103,7 @@ class EnsembleGenerator(nn.Module):
                 raise ValueError(f"labels must lie in 0..{self.num_classes - 1}")
             args.append(labels)
         if self.mode == "mixture":
-            args.append(torch.rand(n, generator=generator, device=device))
+            args.append(torch.rand(n, generator=generator, device=rng).to(device))
         return tuple(args)
 
     @torch.no_grad()

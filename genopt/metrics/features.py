@@ -65,8 +65,11 @@ class FeatureNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Features of images in [-1, 1], shape (N, C, H, W) -> (N, 128)."""
-        x = F.max_pool2d(F.relu(self.conv1(images)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        # Channels-last convolutions run about 3x faster on the CPU (oneDNN's native layout);
+        # ReLU after the pool equals ReLU before it (both monotone) and touches 4x fewer values.
+        x = images.contiguous(memory_format=torch.channels_last)
+        x = F.relu(F.max_pool2d(self.conv1(x), 2))
+        x = F.relu(F.max_pool2d(self.conv2(x), 2))
         return F.relu(self.fc(x.flatten(1)))
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
@@ -166,6 +169,6 @@ def feature_network(dataset: Dataset, *, device: str | torch.device | None = Non
         saved = {"state_dict": net.state_dict(), "validation_accuracy": net.validation_accuracy}
         atomic_save(saved, path)
     net.cache_key = key
-    net.requires_grad_(False).eval()
+    net.requires_grad_(False).eval().to(memory_format=torch.channels_last)
     _MEMORY[key] = net
     return net.to(device)

@@ -20,6 +20,10 @@ from genopt.metrics.features import atomic_save, feature_network
 from genopt.train import default_device
 
 _REAL_STATES = ("real_features_sum", "real_features_cov_sum", "real_features_num_samples")
+# Part of the statistics' cache key: bump it when the feature computation changes numerically (2: the
+# feature net's channels-last forward, equal to version 1's within float rounding) so cached
+# reference statistics always come from the forward pass that featurizes the generated images.
+STATISTICS_VERSION = 2
 # Fixed so that labels(n) is the same list in every process and every trial.
 _LABEL_SEED = 0
 
@@ -89,7 +93,7 @@ class FidEvaluator:
         self.metric.to(self.device)
         self.images_featurized = 0
         folder = paths.cache_dir() / "fid"
-        key = f"{dataset.sha256[:16]}-{self.feature_net.cache_key}"
+        key = f"{dataset.sha256[:16]}-{self.feature_net.cache_key}-{STATISTICS_VERSION}"
         self._real_path = folder / f"{key}-validation.pt"
         self._floor_path = folder / f"{key}-floor.pt"
         self._test_path = folder / f"{key}-test.pt"

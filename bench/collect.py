@@ -22,7 +22,7 @@ def main(out: str, sections: list[str], plots: list[str]) -> None:
     headlines = [
         line.split("`")[1] for text in texts for line in text.splitlines() if line.startswith("Headline:")
     ]
-    summary = ["Headline figures of this run (each script's last line):", ""]
+    summary = ["Headline figures (each script's last line; each section below names its own run):", ""]
     summary += [f"- `{h}`" for h in headlines]
     args = os.environ.get("BENCH_ARGS", "").strip()
     command = f'make bench BENCH_ARGS="{args}"' if args else "make bench"

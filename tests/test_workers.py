@@ -162,15 +162,25 @@ def test_a_worker_killed_mid_trial_is_retried_and_no_finished_trial_is_lost(tmp_
 
 def test_ctrl_c_ends_the_running_trial_as_failed_and_exits_130(tmp_path):
     url = f"sqlite:///{tmp_path / 'interrupt.db'}"
-    # Far more trials than can finish before the signal, so Ctrl-C always lands inside one, however
-    # fast the machine: with 2 trials an idle machine once finished both first and exited 0.
+    # Far more trials than can finish before the signal, so Ctrl-C lands inside one on any machine.
     budget = ["--epochs", "1", "--train-limit", "30000", "--fid-samples", "500", "--no-progress"]
     command = [GENOPT, "study", "--storage", url, "--trials", "100", *budget]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: bool(running(url)))
-    time.sleep(1.0)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A suite started in the background (`&`, nohup) inherits SIGINT ignored, and Python then
+        # never raises KeyboardInterrupt: give the child the default disposition a terminal gives.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        wait_for(lambda: bool(running(url)))
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()  # a no-op once it has exited; never leave a study running behind a failure
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr.strip().splitlines()[-1]
     *finished, last = trials_of(url)

@@ -64,7 +64,7 @@ clean-venv:
 # (bench/gpu.py) is rewritten only on a machine with a GPU; elsewhere the last GPU run's stays.
 # BENCH_ARGS="--quick": at most two minutes each; "--threads 1" on a machine shared with other jobs.
 BENCH_ARGS ?=
-BENCHES := train_throughput fid_eval search_efficiency
+BENCHES := train_throughput precision_quality fid_eval search_efficiency levers
 bench: $(BIN)/genopt
 	mkdir -p storage/bench
 	$(foreach b,$(BENCHES),$(BIN)/python bench/$(b).py $(BENCH_ARGS) --md storage/bench/$(b).md \

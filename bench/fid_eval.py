@@ -1,8 +1,9 @@
-"""FID cost: one evaluation of 10,000 generated images against one training epoch at batch 64.
+"""Evaluation cost: one evaluation of 10,000 generated images against one training epoch at batch 64.
 
-The evaluation is genopt's ``FidEvaluator.score`` as the objective calls it after every epoch:
-generation, feature-net forward passes and the Fréchet distance against the validation split's
-cached statistics. The epoch is genopt's ``train`` over the whole train split with the same
+The evaluation is what the objective runs after every epoch of a cGAN trial
+(``genopt.study.objective.evaluate_generator``): generation, one feature-net pass for features and
+class logits, and FID, intra-FID and label accuracy against the validation split's cached
+statistics. The epoch is genopt's ``train`` over the whole train split with the same
 generator architecture. They run alternately in one process.
 """
 
@@ -15,9 +16,9 @@ import _common
 import torch
 
 from genopt.data import load_dataset
-from genopt.metrics import FidEvaluator
-from genopt.metrics.fid import frechet_distance
+from genopt.metrics import EVAL_NOISE_SEED, FidEvaluator, frechet_distance
 from genopt.spec import StudySpec
+from genopt.study.objective import evaluate_generator
 from genopt.train import build_models, train
 
 FID_SAMPLES = 10_000
@@ -34,7 +35,9 @@ def main() -> None:
     # A second evaluator, as every later trial and process makes: it must find the statistics cached.
     evaluator = FidEvaluator(dataset, device=device)
     cached = evaluator.real_source == "cache"
-    config = StudySpec(max_epochs=1).run_config({"lr": 2e-4, "batch_size": 64, "noise_dim": 100}, seed=0)
+    config = StudySpec(model="cgan", max_epochs=1).run_config(
+        {"lr": 2e-4, "batch_size": 64, "noise_dim": 100}, seed=0
+    )
     generator, _ = build_models(config, dataset)
     generator.eval()
 
@@ -47,14 +50,11 @@ def main() -> None:
     for r in range(rounds):
         result = train(config, dataset, device=device)
         times["epoch"].append(result.epochs[0].seconds)
-        noise = torch.Generator().manual_seed(12345)
-        seconds, _ = _common.timed(
-            lambda noise=noise: evaluator.score(lambda y: sample(y, noise), FID_SAMPLES)
-        )
+        seconds, _ = _common.timed(lambda: evaluate_generator(evaluator, generator, FID_SAMPLES))
         times["fid"].append(seconds)
         # the same evaluation in parts
         labels = evaluator.labels(FID_SAMPLES)
-        noise = torch.Generator().manual_seed(12345)
+        noise = torch.Generator().manual_seed(EVAL_NOISE_SEED)
         start = time.perf_counter()
         with torch.no_grad():
             images = torch.cat([sample(labels[i : i + 500], noise) for i in range(0, FID_SAMPLES, 500)])
@@ -75,9 +75,10 @@ def main() -> None:
     n = len(dataset.train)
     lines = _common.header("FID cost: one evaluation against one training epoch")
     lines += [
-        f"Generator: the seed's MLP (noise 100), fp32. Epoch: genopt's `train` over the {n:,}-image train "
-        f"split at batch 64. FID: `FidEvaluator.score` of {FID_SAMPLES:,} generated images (batches of "
-        f"{evaluator.batch_size}) against the validation split. {rounds} rounds, alternated; "
+        f"Generator: the seed's cGAN MLP (noise 100), fp32. Epoch: genopt's `train` over the {n:,}-image "
+        f"train split at batch 64. Evaluation: FID, intra-FID and label accuracy of {FID_SAMPLES:,} "
+        f"generated images (batches of {evaluator.batch_size}) against the validation split, as the "
+        "objective runs it after every epoch. {rounds} rounds, alternated; "
         "median (min-max).",
         "",
     ]
@@ -86,7 +87,7 @@ def main() -> None:
         [
             ["one training epoch, batch 64", _common.median_range(times["epoch"]), "1"],
             [
-                f"one FID evaluation of {FID_SAMPLES:,} images",
+                f"one evaluation (FID, intra-FID, label accuracy) of {FID_SAMPLES:,} images",
                 _common.median_range(times["fid"]),
                 _common.median_range(ratios, "{:.3f}"),
             ],

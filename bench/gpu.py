@@ -1,6 +1,6 @@
 """GPU: epoch time of genopt's trainer and of the seed's loop on the GPU, and the FID cost there.
 
-Runs only where ``torch.cuda.is_available()``. Both loops are those of ``train_throughput.py``
+Runs only where ``torch.cuda.is_available()``. Both loops are those of ``seed_loop.py``
 (the seed's DataLoader + ToTensor loop, genopt's ``train`` in fp32 and bf16) over the whole
 50,000-image train split at batch 64, alternated in rounds; the FID evaluation is the one of
 ``fid_eval.py``. Without a GPU it writes nothing, so the section of the last GPU run stays in
@@ -13,10 +13,10 @@ import statistics
 
 import _common
 import torch
-from train_throughput import SeedMNIST, genopt_config, genopt_epoch, seed_epoch
+from seed_loop import SeedMNIST, genopt_config, genopt_epoch, seed_epoch
 
 from genopt.data import load_dataset
-from genopt.metrics import FidEvaluator
+from genopt.metrics import EVAL_NOISE_SEED, FidEvaluator
 from genopt.train import build_models
 
 FID_SAMPLES = 10_000
@@ -39,14 +39,14 @@ def main() -> None:
     generator.to(cuda).eval()
 
     def fid() -> float:
-        noise = torch.Generator(cuda).manual_seed(12345)
+        noise = torch.Generator().manual_seed(EVAL_NOISE_SEED)  # CPU noise, as the objective draws
         seconds, _ = _common.timed(
             lambda: evaluator.score(lambda y: generator.sample(y, generator=noise), FID_SAMPLES)
         )
         return seconds
 
     # warm up CUDA contexts, cuBLAS handles and kernels of every path
-    seed_epoch(SeedMNIST(dataset.train.images[:2048], dataset.train.labels[:2048]), 64, cuda)
+    seed_epoch(SeedMNIST.first(dataset, 2048), 64, cuda)
     genopt_epoch(dataset, 2048, 64, cuda)
     genopt_epoch(dataset, 2048, 64, cuda, "bf16")
     fid()

@@ -6,7 +6,7 @@ small FID sample and narrower MLPs than the seed's (G 128-256, D 256-128), which
 that budget (the seed's MLPs stay near noise-level FID on it, so every search would look alike).
 Three searches with the same number of trials and the same seeds:
 
-- genopt: its default sampler and pruner (``genopt.study``: multivariate TPE, Hyperband over epochs);
+- genopt: its default sampler and pruner (``genopt.study.search``: multivariate TPE, Hyperband over epochs);
 - article: Optuna's default ``TPESampler``, every trial trained to the full budget (no pruning);
 - random: ``RandomSampler``, no pruning.
 
@@ -31,9 +31,9 @@ import torch
 
 from genopt.data import load_dataset
 from genopt.metrics import FidEvaluator
-from genopt.objective import Objective
 from genopt.spec import StudySpec
-from genopt.study import _pruner, _sampler
+from genopt.study.objective import Objective
+from genopt.study.search import make_pruner, make_sampler
 
 METHODS = ("genopt", "article", "random")
 WIDTHS = {"generator": (128, 256), "discriminator": (256, 128)}
@@ -48,7 +48,7 @@ def search(method: str, spec: StudySpec, trials: int, seed: int, dataset, evalua
     """One search; per trial (in order) the images it trained and its FID (None when pruned)."""
     spec = dataclasses.replace(spec, seed=seed)
     if method == "genopt":
-        sampler, pruner = _sampler(spec, 0), _pruner(spec)
+        sampler, pruner = make_sampler(spec), make_pruner(spec)
     elif method == "article":
         sampler, pruner = optuna.samplers.TPESampler(seed=seed), optuna.pruners.NopPruner()
     else:

@@ -2,13 +2,14 @@
 
 This layer imports neither torch nor Optuna. ``StudySpec.run_config(params)`` turns the values a
 sampler chose into the complete, plain description of one training run, so any trial can be
-rebuilt from its stored parameters alone.
+rebuilt from its stored parameters alone. The TOML layout and its parsing live in
+``genopt.spec_toml``; ``load_spec`` and ``spec_from_dict`` are importable from here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,37 @@ SAMPLERS = ("tpe", "random")
 PRUNERS = ("hyperband", "none")
 # Arithmetic of the training step: "bf16" runs forward passes under bfloat16 autocast (docs/benchmarks.md).
 PRECISIONS = ("fp32", "bf16")
+# How a cGAN's discriminator sees the label: the article's one-hot appended to the image, a
+# projection (Miyato & Koyama 2018), or an auxiliary classifier head (Odena et al. 2017).
+CONDITIONINGS = ("concat", "projection", "acgan")
+# What a trial minimises: "auto" is intra_fid (mean per-class FID) for a cgan, fid for a gan.
+OBJECTIVES = ("auto", "fid", "intra_fid")
+# Which epoch gives a trial its value and checkpoint: its best one, or its last (the article's).
+SELECT_EPOCHS = ("best", "last")
 # Training fields a search space may name; the others of RunConfig are fixed per study.
-SEARCHABLE = {"lr": float, "batch_size": int, "noise_dim": int, "beta1": float, "beta2": float}
+# str and bool fields are searched over ``choices`` only.
+SEARCHABLE: dict[str, type] = {
+    "lr": float,
+    "batch_size": int,
+    "noise_dim": int,
+    "beta1": float,
+    "beta2": float,
+    "ema_decay": float,
+    "conditioning": str,
+    "spectral_norm": bool,
+}
+# The values a str field may take.
+KNOWN_VALUES: dict[str, tuple[str, ...]] = {"conditioning": CONDITIONINGS}
+# What a field absent from a stored spec means: the article's behaviour, which a spec stored before
+# the field existed was run with. New specs default differently (see ``StudySpec``).
+ARTICLE_BEHAVIOUR: dict[str, Any] = {
+    "objective": "fid",
+    "select_epoch": "last",
+    "ema_decay": 0.0,
+    "conditioning": "concat",
+    "spectral_norm": False,
+    "min_label_accuracy": None,
+}
 
 
 @dataclass(frozen=True)
@@ -45,7 +75,11 @@ DEFAULT_PARAMS = (
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything one training run needs, as plain values: what a trial builds and trains."""
+    """Everything one training run needs, as plain values: what a trial builds and trains.
+
+    Fields after ``precision`` default to the article's behaviour, so ``RunConfig(**stored)`` of a
+    run config stored before they existed still builds the same run.
+    """
 
     model: str
     noise_dim: int
@@ -60,6 +94,9 @@ class RunConfig:
     leaky_slope: float
     train_limit: int | None
     precision: str = "fp32"
+    ema_decay: float = 0.0
+    conditioning: str = "acgan"
+    spectral_norm: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,18 +114,32 @@ class StudySpec:
     beta2: float = 0.999
     train_limit: int | None = None
     precision: str = "fp32"
+    # Generator weight averaging (0 is off) and AC-GAN conditioning: measured in docs/quality.md.
+    ema_decay: float = 0.999
     # [architecture]: the seed's MLPs.
     generator_widths: tuple[int, ...] = (256, 512, 1024)
     discriminator_widths: tuple[int, ...] = (512, 256)
     leaky_slope: float = 0.2
+    conditioning: str = "acgan"
+    spectral_norm: bool = False
     # [evaluation]
     fid_samples: int = 10_000
+    objective: str = "auto"
+    min_label_accuracy: float | None = None
+    select_epoch: str = "best"
     # [search]
     sampler: str = "tpe"
     pruner: str = "hyperband"
     seed: int = 0
     keep_checkpoints: int = 5
     params: tuple[Param, ...] = DEFAULT_PARAMS
+
+    @property
+    def objective_name(self) -> str:
+        """The metric a trial minimises, ``"fid"`` or ``"intra_fid"``, with ``"auto"`` resolved."""
+        if self.objective == "auto":
+            return "intra_fid" if self.model == "cgan" else "fid"
+        return self.objective
 
     def run_config(self, params: dict[str, Any], *, seed: int) -> RunConfig:
         """The run for the sampled ``params``; unsampled fields keep the spec's fixed values."""
@@ -105,13 +156,18 @@ class StudySpec:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> StudySpec:
-        """The inverse of ``to_dict`` after a JSON round trip (lists back to tuples)."""
+        """The inverse of ``to_dict`` after a JSON round trip (lists back to tuples).
+
+        A field absent from ``raw`` was stored by an older genopt, whose studies ran the article's
+        behaviour, so it takes its value from ``ARTICLE_BEHAVIOUR`` rather than today's default.
+        """
 
         def plain(d: dict[str, Any]) -> dict[str, Any]:
             return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 
         params = tuple(Param(**plain(p)) for p in raw["params"])
-        return cls(**plain({k: v for k, v in raw.items() if k != "params"}), params=params)
+        values = ARTICLE_BEHAVIOUR | plain({k: v for k, v in raw.items() if k != "params"})
+        return cls(**values, params=params)
 
     def override(self, **changes: Any) -> StudySpec:
         """This spec with the given fields replaced (``None`` leaves a field as it is), re-validated."""
@@ -125,14 +181,17 @@ class StudySpec:
         def fail(message: str) -> None:
             raise GenoptError(f"{where}: {message}")
 
-        if self.model not in MODELS:
-            fail(f"unknown model {self.model!r}: choose one of {', '.join(MODELS)}")
-        if self.sampler not in SAMPLERS:
-            fail(f"unknown sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
-        if self.precision not in PRECISIONS:
-            fail(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
-        if self.pruner not in PRUNERS:
-            fail(f"unknown pruner {self.pruner!r}: choose one of {', '.join(PRUNERS)}")
+        for name, known in (
+            ("model", MODELS),
+            ("sampler", SAMPLERS),
+            ("precision", PRECISIONS),
+            ("pruner", PRUNERS),
+            ("conditioning", CONDITIONINGS),
+            ("objective", OBJECTIVES),
+            ("select_epoch", SELECT_EPOCHS),
+        ):
+            if getattr(self, name) not in known:
+                fail(f"unknown {name} {getattr(self, name)!r}: choose one of {', '.join(known)}")
         for name in ("max_epochs", "batch_size", "noise_dim", "fid_samples", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 fail(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -140,11 +199,19 @@ class StudySpec:
             fail(f"train_limit must be at least 1, got {self.train_limit}")
         if self.fid_samples < 2:
             fail("fid_samples must be at least 2 (a covariance needs two samples)")
-        if not self.lr > 0:
-            fail(f"lr must be positive, got {self.lr}")
-        for name in ("beta1", "beta2"):
-            if not 0 <= getattr(self, name) < 1:
-                fail(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("lr", "beta1", "beta2", "ema_decay"):
+            problem = _out_of_range(name, getattr(self, name))
+            if problem:
+                fail(problem)
+        if not isinstance(self.spectral_norm, bool):
+            fail(f"spectral_norm must be true or false, got {self.spectral_norm!r}")
+        if self.objective == "intra_fid" and self.model != "cgan":
+            fail("objective 'intra_fid' needs model 'cgan' (a gan draws no class on demand)")
+        if self.min_label_accuracy is not None:
+            if self.model != "cgan":
+                fail("min_label_accuracy needs model 'cgan' (a gan's images have no requested label)")
+            if not 0 <= self.min_label_accuracy <= 1:
+                fail(f"min_label_accuracy must be in [0, 1], got {self.min_label_accuracy}")
         for name in ("generator_widths", "discriminator_widths"):
             widths = getattr(self, name)
             if not widths or any(w < 1 for w in widths):
@@ -153,130 +220,109 @@ class StudySpec:
             _validate_param(p, fail)
 
 
+def _out_of_range(name: str, value: Any) -> str | None:
+    """Why ``value`` is not allowed for the searchable or fixed field ``name``, or None if it is."""
+    if name in ("batch_size", "noise_dim") and value < 1:
+        return f"{name} must be at least 1, got {value}"
+    if name == "lr" and not value > 0:
+        return f"lr must be positive, got {value}"
+    if name in ("beta1", "beta2", "ema_decay") and not 0 <= value < 1:
+        return f"{name} must be in [0, 1), got {value}"
+    if name in KNOWN_VALUES and value not in KNOWN_VALUES[name]:
+        return f"unknown {name} {value!r}: choose one of {', '.join(KNOWN_VALUES[name])}"
+    return None
+
+
+def _is_value(value: Any, kind: type) -> bool:
+    """Whether ``value`` is of a searchable field's ``kind``; bool is a kind, never a number."""
+    if kind is bool or kind is str:
+        return isinstance(value, kind)
+    return is_number(value, kind)
+
+
 def _validate_param(p: Param, fail) -> None:
     kind = SEARCHABLE[p.name]
+    where = f"search.params.{p.name}"
     if p.choices is not None:
-        if not p.choices or any(not _is_number(c, kind) for c in p.choices):
-            fail(f"search.params.{p.name}: choices must be a non-empty list of {kind.__name__} values")
+        if not p.choices or any(not _is_value(c, kind) for c in p.choices):
+            fail(f"{where}: choices must be a non-empty list of {kind.__name__} values")
+        for c in p.choices:
+            problem = _out_of_range(p.name, c)
+            if problem:
+                fail(f"{where}: {problem}")
         return
-    if not (_is_number(p.low, kind) and _is_number(p.high, kind)):
-        fail(f"search.params.{p.name}: low and high must be {kind.__name__} values")
+    if kind in (str, bool):
+        fail(f"{where}: a {kind.__name__} field is searched over choices, not low/high")
+    if not (is_number(p.low, kind) and is_number(p.high, kind)):
+        fail(f"{where}: low and high must be {kind.__name__} values")
     if p.low >= p.high:
-        fail(f"search.params.{p.name}: low ({p.low}) must be below high ({p.high})")
+        fail(f"{where}: low ({p.low}) must be below high ({p.high})")
     if p.log and p.low <= 0:
-        fail(f"search.params.{p.name}: a log range needs low > 0, got {p.low}")
+        fail(f"{where}: a log range needs low > 0, got {p.low}")
     if p.name in ("batch_size", "noise_dim") and p.low < 1:
-        fail(f"search.params.{p.name}: low must be at least 1, got {p.low}")
+        fail(f"{where}: low must be at least 1, got {p.low}")
     if p.name == "lr" and p.low <= 0:
-        fail(f"search.params.lr: low must be positive, got {p.low}")
-    if p.name in ("beta1", "beta2") and not (p.low >= 0 and p.high < 1):
-        fail(f"search.params.{p.name}: the range must lie in [0, 1)")
+        fail(f"{where}: low must be positive, got {p.low}")
+    if p.name in ("beta1", "beta2", "ema_decay") and not (p.low >= 0 and p.high < 1):
+        fail(f"{where}: the range must lie in [0, 1)")
 
 
-def _is_number(value: Any, kind: type) -> bool:
+def is_number(value: Any, kind: type) -> bool:
     if isinstance(value, bool):
         return False
     return isinstance(value, int) if kind is int else isinstance(value, int | float)
 
 
-# The TOML layout: section -> {field: type}. Top-level keys live under "".
-_LAYOUT: dict[str, dict[str, Any]] = {
-    "": {"model": str, "dataset": str},
-    "training": {
-        "max_epochs": int,
-        "lr": float,
-        "batch_size": int,
-        "noise_dim": int,
-        "betas": list,
-        "train_limit": int,
-        "precision": str,
-    },
-    "architecture": {"generator_widths": list, "discriminator_widths": list, "leaky_slope": float},
-    "evaluation": {"fid_samples": int},
-    "search": {"sampler": str, "pruner": str, "seed": int, "keep_checkpoints": int, "params": dict},
-}
-_PARAM_KEYS = {"low", "high", "log", "choices"}
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+
+
+def parse_value(name: str, text: str) -> Any:
+    """Command-line text for the searchable field ``name`` as that field's type.
+
+    ``"2e-4"`` -> 0.0002 for a float, ``"64"`` -> 64 for an int, ``"true"``/``"false"`` for a bool
+    (``bool("false")`` would be True), and a str field's known values as they are.
+
+    Raises:
+        GenoptError: ``name`` is not searchable, or ``text`` is not a valid value of it (one line).
+    """
+    if name not in SEARCHABLE:
+        raise GenoptError(f"{name!r} is not a searchable field (known: {', '.join(SEARCHABLE)})")
+    kind, raw = SEARCHABLE[name], text.strip()
+    value: Any = None
+    if kind is bool:
+        value = True if raw.lower() in _TRUE else False if raw.lower() in _FALSE else None
+    elif kind is str:
+        value = raw
+    else:
+        try:
+            value = kind(raw)
+        except ValueError:
+            value = None
+        if kind is float and value is not None and not math.isfinite(value):
+            value = None
+    if value is None:
+        expected = "true or false" if kind is bool else f"a {kind.__name__}"
+        raise GenoptError(f"{name} needs {expected}, got {text!r}")
+    problem = _out_of_range(name, value)
+    if problem:
+        raise GenoptError(problem)
+    return value
+
+
+def format_params(params: dict[str, Any]) -> str:
+    """``"lr=0.00123, batch_size=64, noise_dim=100"``: floats to three significant digits."""
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
 def load_spec(path: str | Path) -> StudySpec:
-    """Read and validate a spec file.
+    """Read and validate a spec file (see ``genopt.spec_toml.load_spec``)."""
+    from genopt.spec_toml import load_spec as load
 
-    Raises:
-        GenoptError: the file is missing, is not TOML, or has an unknown, mistyped or out-of-range field.
-    """
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise GenoptError(f"spec file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GenoptError(f"cannot read spec file {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise GenoptError(f"{path} is not valid TOML: {exc}") from None
-    return spec_from_dict(raw, where=str(path))
+    return load(path)
 
 
 def spec_from_dict(raw: dict[str, Any], *, where: str) -> StudySpec:
-    """Build a validated spec from parsed TOML (see ``studies/*.toml`` for the layout)."""
+    """Build a validated spec from parsed TOML (see ``genopt.spec_toml.spec_from_dict``)."""
+    from genopt.spec_toml import spec_from_dict as build
 
-    def fail(message: str) -> None:
-        raise GenoptError(f"{where}: {message}")
-
-    values: dict[str, Any] = {}
-    for section, fields in _LAYOUT.items():
-        table = raw if section == "" else raw.get(section, {})
-        if not isinstance(table, dict):
-            fail(f"[{section}] must be a table")
-        for key, value in table.items():
-            if section == "" and key in _LAYOUT:
-                continue
-            if key not in fields:
-                label = f"[{section}] " if section else ""
-                fail(f"unknown field {key!r} {label}(known: {', '.join(fields)})")
-            expected = fields[key]
-            ok = _is_number(value, expected) if expected in (int, float) else isinstance(value, expected)
-            if not ok:
-                fail(f"{key} must be {expected.__name__}, got {value!r}")
-            values[key] = value
-
-    if "betas" in values:
-        betas = values.pop("betas")
-        if len(betas) != 2 or not all(_is_number(b, float) for b in betas):
-            fail(f"betas must be two numbers, got {betas!r}")
-        values["beta1"], values["beta2"] = float(betas[0]), float(betas[1])
-    for name in ("generator_widths", "discriminator_widths"):
-        if name in values:
-            if not all(_is_number(w, int) for w in values[name]):
-                fail(f"{name} must be a list of integers, got {values[name]!r}")
-            values[name] = tuple(values[name])
-    if "lr" in values:
-        values["lr"] = float(values["lr"])
-    params = {p.name: p for p in DEFAULT_PARAMS}
-    params.update((name, _param(name, table, fail)) for name, table in values.get("params", {}).items())
-    values["params"] = tuple(params.values())
-
-    spec = StudySpec(**values)
-    spec.validate(where)
-    return spec
-
-
-def _param(name: str, table: Any, fail) -> Param:
-    if name not in SEARCHABLE:
-        fail(f"search.params.{name}: not a searchable field (known: {', '.join(SEARCHABLE)})")
-    if not isinstance(table, dict):
-        fail(f"search.params.{name} must be a table with low/high or choices")
-    unknown = set(table) - _PARAM_KEYS
-    if unknown:
-        known = ", ".join(sorted(_PARAM_KEYS))
-        fail(f"search.params.{name}: unknown field {sorted(unknown)[0]!r} (known: {known})")
-    if "choices" in table:
-        if {"low", "high", "log"} & set(table):
-            fail(f"search.params.{name}: give either choices or low/high, not both")
-        if not isinstance(table["choices"], list):
-            fail(f"search.params.{name}: choices must be a list")
-        return Param(name, choices=tuple(table["choices"]))
-    if "low" not in table or "high" not in table:
-        fail(f"search.params.{name} needs low and high (or choices)")
-    if not isinstance(table.get("log", False), bool):
-        fail(f"search.params.{name}: log must be true or false")
-    return Param(name, low=table["low"], high=table["high"], log=table.get("log", False))
+    return build(raw, where=where)

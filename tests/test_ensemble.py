@@ -15,9 +15,9 @@ import pytest
 import torch
 from cli_runner import genopt
 
-from genopt.ensemble import greedy_mixture, mixture_statistics
+from genopt.ensemble.export import FORMAT, load_ensemble
+from genopt.ensemble.mixture import greedy_mixture, mixture_statistics
 from genopt.errors import GenoptError
-from genopt.export import FORMAT, load_ensemble
 from genopt.metrics import frechet_distance
 
 STUDY = "ens-cgan"

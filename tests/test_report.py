@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from cli_runner import genopt
 
-from genopt.report import FIGURES
+from genopt.report.figures import FIGURES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -26,23 +25,42 @@ def study_url(tmp_path_factory) -> str:
     return url
 
 
-def test_report_draws_every_figure_and_the_page_references_each(study_url, tmp_path, genopt_home):
-    export = Path(genopt_home) / "exports" / "report-test.json"
-    export.parent.mkdir(parents=True, exist_ok=True)
-    export.write_text(json.dumps({"scores": {"ensemble": 12.5, "best single": 14.0}, "method": "mixture"}))
-    try:
-        result = genopt("report", "--study", "report-test", "--storage", study_url, "--out", str(tmp_path))
-    finally:
-        export.unlink()
+def test_report_draws_every_figure_and_the_ensemble_that_genopt_ensemble_exported(study_url, tmp_path):
+    export = tmp_path / "report-test.pt"
+    ensemble = genopt(
+        "ensemble", "--study", "report-test", "--storage", study_url, "--top-k", "2", "--out", str(export)
+    )
+    assert ensemble.returncode == 0, ensemble.stderr
+    out = tmp_path / "report"
+    result = genopt(
+        "report", "--study", "report-test", "--storage", study_url, "--out", str(out), "--export", str(export)
+    )
     assert result.returncode == 0, result.stderr
 
-    page = (tmp_path / "index.html").read_text()
+    page = (out / "index.html").read_text()
     for figure in FIGURES.values():
-        data = (tmp_path / figure.file).read_bytes()
+        data = (out / figure.file).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 1000, figure.file
         assert f"src='{figure.file}'" in page
-    assert "Ensemble" in page and "12.50" in page
+    described = json.loads(export.with_suffix(".json").read_text())
+    section = page.split("<h2>Ensemble</h2>")[1].split("<h2>")[0]
+    for split in ("validation", "test"):
+        assert f">{described['scores']['mixture'][split]['fid']:.2f}<" in section
+    members = ", ".join(f"trial {m['trial_number']} ({m['weight']:.2f})" for m in described["members"])
+    assert members in section
     assert "http" not in page.split("</style>")[1], "the page must work offline"
+
+
+def test_an_unreadable_export_is_named_in_the_report_not_a_crash(study_url, tmp_path):
+    export = tmp_path / "broken.pt"
+    export.with_suffix(".json").write_text('{"scores": {"ensemble": 12.5}}')
+    result = genopt(
+        "report", "--study", "report-test", "--storage", study_url, "--out", str(tmp_path / "r"),
+        "--export", str(export),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "is not a genopt-ensemble/1 description" in page
 
 
 def test_report_on_a_missing_study_fails_in_one_line(study_url):

@@ -8,8 +8,8 @@ import torch
 from cli_runner import genopt
 from optuna.trial import TrialState
 
-from genopt.objective import CHECKPOINT_FORMAT
-from genopt.storage import artifact_store
+from genopt.study.artifacts import CHECKPOINT_FORMAT
+from genopt.study.storage import artifact_store
 
 QUICK = ["--trials", "2", "--epochs", "1", "--train-limit", "2000", "--fid-samples", "1000", "--no-progress"]
 
@@ -58,7 +58,7 @@ def test_best_checkpoints_are_kept_and_the_rest_removed(tmp_path):
     result = genopt("study", "--spec", str(spec), "--storage", url, *[a if a != "2" else "3" for a in QUICK])
     assert result.returncode == 0, result.stderr
     study = optuna.load_study(study_name="gan-mnist", storage=url)
-    from genopt.study import kept_checkpoints
+    from genopt.study.artifacts import kept_checkpoints
 
     kept = kept_checkpoints(study, artifact_store())
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
@@ -67,7 +67,9 @@ def test_best_checkpoints_are_kept_and_the_rest_removed(tmp_path):
 
 def test_help_lists_subcommands():
     result = genopt("--help")
-    assert result.returncode == 0 and "study" in result.stdout
+    assert result.returncode == 0
+    for command in ("study", "worker", "ensemble", "sample", "report", "dashboard"):
+        assert command in result.stdout
     result = genopt("study", "--help")
     assert result.returncode == 0
     for option in (

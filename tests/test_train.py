@@ -24,11 +24,14 @@ def weights(result):
     return [p.detach().cpu().clone() for p in result.generator.parameters()]
 
 
-@pytest.mark.parametrize("model", ["gan", "cgan"])
-def test_same_seed_same_generator(model, mnist):
-    a, b = train(tiny_config(model), mnist), train(tiny_config(model), mnist)
+LEVERS = {"ema_decay": 0.9, "conditioning": "projection", "spectral_norm": True}
+
+
+@pytest.mark.parametrize(("model", "levers"), [("gan", {}), ("cgan", {}), ("cgan", LEVERS)])
+def test_same_seed_same_generator(model, levers, mnist):
+    a, b = train(tiny_config(model, **levers), mnist), train(tiny_config(model, **levers), mnist)
     assert all(torch.equal(x, y) for x, y in zip(weights(a), weights(b), strict=True))
-    c = train(tiny_config(model, seed=2), mnist)
+    c = train(tiny_config(model, seed=2, **levers), mnist)
     assert not all(torch.equal(x, y) for x, y in zip(weights(a), weights(c), strict=True))
 
 
@@ -37,6 +40,8 @@ def test_training_changes_the_generator_and_reports_each_epoch(mnist):
     result = train(tiny_config(), mnist, on_epoch=lambda g, stats: seen.append(stats.epoch))
     assert seen == [1, 2] and [e.epoch for e in result.epochs] == [1, 2]
     assert result.stop_reason is None and result.images_per_second > 0
+    # no weight averaging: the generator returned is the one trained; the discriminator comes along
+    assert result.raw_generator is result.generator and result.discriminator is not None
     untrained, _ = build_models(tiny_config(), mnist)
     assert any(not torch.equal(p, q) for p, q in zip(weights(result), untrained.parameters(), strict=True))
 

@@ -1,7 +1,8 @@
 """The optimised training step computes what a plain GAN step computes, so speed never changes results.
 
 The reference is the textbook step: separate discriminator passes over real and fake images, BCE
-with logits, and Adam's plain for-loop implementation. In fp32 losses, gradients and updated
+with logits (plus the class cross-entropies for AC-GAN), and Adam's plain for-loop implementation,
+for each discriminator conditioning. In fp32 losses, gradients and updated
 weights agree to ``ATOL``: the joint pass only batches the same rows into one matrix product, and
 fused Adam evaluates the same update formula, so the differences are float32 rounding (at most 3e-7 seen).
 """
@@ -30,14 +31,21 @@ def reference_step(G, D, opt_G, opt_D, real, labels, z):
     ones, zeros = torch.ones(len(real)), torch.zeros(len(real))
     fake = G(z, labels)
     opt_D.zero_grad()
-    d_loss = F.binary_cross_entropy_with_logits(D(real, labels), ones) + F.binary_cross_entropy_with_logits(
-        D(fake.detach(), labels), zeros
+    real_logits, real_classes = D.forward_with_classes(real, labels)
+    fake_logits, fake_classes = D.forward_with_classes(fake.detach(), labels)
+    d_loss = F.binary_cross_entropy_with_logits(real_logits, ones) + F.binary_cross_entropy_with_logits(
+        fake_logits, zeros
     )
+    if real_classes is not None:  # AC-GAN (Odena et al. 2017): class cross-entropy of real and fake
+        d_loss = d_loss + F.cross_entropy(real_classes, labels) + F.cross_entropy(fake_classes, labels)
     d_loss.backward()
     d_grads = [p.grad.clone() for p in D.parameters()]
     opt_D.step()
     opt_G.zero_grad()
-    g_loss = F.binary_cross_entropy_with_logits(D(fake, labels), ones)
+    logits, classes = D.forward_with_classes(fake, labels)
+    g_loss = F.binary_cross_entropy_with_logits(logits, ones)
+    if classes is not None:
+        g_loss = g_loss + F.cross_entropy(classes, labels)
     g_loss.backward()
     opt_G.step()
     return d_loss, g_loss, d_grads, [p.grad.clone() for p in G.parameters()]
@@ -47,9 +55,13 @@ def close(a, b) -> bool:
     return all(torch.allclose(x, y, rtol=0, atol=ATOL) for x, y in zip(a, b, strict=True))
 
 
-@pytest.mark.parametrize("model", ["gan", "cgan"])
-def test_optimised_step_matches_the_plain_reference_step_in_fp32(model, mnist):
-    config = dataclasses.replace(TINY, model=model).run_config({"lr": 1e-2, "noise_dim": 8}, seed=0)
+@pytest.mark.parametrize(
+    ("model", "conditioning"),
+    [("gan", "concat"), ("cgan", "concat"), ("cgan", "projection"), ("cgan", "acgan")],
+)
+def test_optimised_step_matches_the_plain_reference_step_in_fp32(model, conditioning, mnist):
+    spec = dataclasses.replace(TINY, model=model, conditioning=conditioning)
+    config = spec.run_config({"lr": 1e-2, "noise_dim": 8}, seed=0)
     torch.manual_seed(0)
     G, D = build_models(config, mnist)
     G_ref, D_ref = copy.deepcopy(G), copy.deepcopy(D)

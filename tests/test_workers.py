@@ -14,8 +14,8 @@ import torch
 from cli_runner import GENOPT, genopt
 from optuna.trial import TrialState
 
-from genopt.storage import artifact_store, open_storage
-from genopt.workers import shares
+from genopt.study.storage import artifact_store, open_storage
+from genopt.study.workers import shares
 
 TINY = ["--epochs", "1", "--train-limit", "1000", "--fid-samples", "500", "--no-progress"]
 # Short heartbeats, so a killed worker's trial is found stale within seconds.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from genopt.cli._args import add_storage
+from genopt.cli.options import add_storage
 
 
 def add_parser(subparsers) -> None:
@@ -22,7 +22,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from genopt.dashboard import serve
+    from genopt.report.dashboard import serve
 
     serve(storage_url=args.storage, port=args.port, artifact_dir=args.artifact_dir)
     return 0

@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from genopt.cli._args import add_storage, positive_int
+from genopt.cli.options import add_artifact_dir, add_data_dir, add_storage, positive_int
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "ensemble",
         help="export an ensemble of a study's best generators",
-        description="Take the top-k COMPLETE trials by validation FID, score the best single generator, "
-        "their pixel mean and a greedy mixture on validation and test FID, and export the chosen mode "
+        description="Take the top-k COMPLETE trials by the study's validation objective (FID, or intra-FID "
+        "for a cGAN), score the best single generator, their pixel mean and a greedy mixture on validation "
+        "and test (FID, intra-FID, label accuracy), and export the chosen mode "
         "as storage/exports/<study>.pt with a .json beside it.",
     )
     p.add_argument("--study", required=True, help="the study to take the generators from")
@@ -22,17 +23,21 @@ def add_parser(subparsers) -> None:
         "--mode",
         choices=("auto", "mean", "mixture"),
         default="auto",
-        help="what to export; auto: the lower validation FID (default)",
+        help="what to export; auto: the lower validation objective (default)",
     )
     add_storage(p)
     p.add_argument("--out", type=Path, help="the .pt file to write (default storage/exports/<study>.pt)")
     p.add_argument("--torch-export", action="store_true", help="also write a torch.export program (.pt2)")
-    p.add_argument("--fid-samples", type=positive_int, help="generated images per FID (default: the study's)")
+    p.add_argument(
+        "--fid-samples", type=positive_int, help="generated images per score (default: the study's)"
+    )
+    add_data_dir(p)
+    add_artifact_dir(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from genopt.export import export_ensemble  # torch loads only once the arguments are good
+    from genopt.ensemble.export import export_ensemble  # torch loads only once the arguments are good
 
     result = export_ensemble(
         study_name=args.study,
@@ -42,23 +47,34 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         torch_export=args.torch_export,
         fid_samples=args.fid_samples,
+        data_dir=args.data_dir,
+        artifact_dir=args.artifact_dir,
     )
     print(summary(result))
     return 0
 
 
 def summary(result) -> str:
-    """The table printed at the end: FIDs of the three modes, the weights, the files written."""
+    """The table printed at the end: each mode's scores on validation and test, the weights, the files."""
+    from genopt.study.progress import SCORE_LABELS
+
     build, described = result.build, result.description
-    members = ", ".join(f"{c['trial_number']} ({c['fid_validation']:.2f})" for c in described["candidates"])
+    members = ", ".join(f"{c['trial_number']} ({c['value']:.2f})" for c in described["candidates"])
     weights = ", ".join(
         f"{c['trial_number']}: {c['mixture_weight']:.2f}"
         for c in described["candidates"]
         if c["mixture_weight"]
     )
+    names = [n for n in SCORE_LABELS if n in build.scores["best_single"]["validation"]]
+    head = "".join(
+        f"{'val' if split == 'validation' else split} {SCORE_LABELS[n]}".rjust(17)
+        for split in ("validation", "test")
+        for n in names
+    )
     lines = [
-        f"ensemble of study {described['study']}: top {len(build.members)} trials (validation FID) {members}",
-        f"  {'':<24}{'validation FID':>15}{'test FID':>10}",
+        f"ensemble of study {described['study']}: top {len(build.members)} trials by validation "
+        f"{SCORE_LABELS[build.objective]}: {members}",
+        f"  {'':<24}{head}",
     ]
     labels = {
         "best_single": f"best single (trial {described['best_single_trial']})",
@@ -66,13 +82,24 @@ def summary(result) -> str:
         "mixture": "mixture",
     }
     for name, label in labels.items():
-        s = build.scores[name]
-        lines.append(f"  {label:<24}{s['validation']:>15.2f}{s['test']:>10.2f}")
+        cells = "".join(
+            _cell(build.scores[name][split].get(n), n) for split in ("validation", "test") for n in names
+        )
+        lines.append(f"  {label:<24}{cells}")
     lines += [
         f"  {'mixture weights':<24}{weights}",
         f"  {'exported':<24}{described['mode']} -> {result.path} (+ .json"
         + (", .pt2" if "program" in described else "")
         + ")",
-        f"  {'FID samples':<24}{described['fid_samples']}",
+        f"  {'samples per score':<24}{described['fid_samples']}",
     ]
     return "\n".join(lines)
+
+
+_SPLITS = {"validation": "val", "test": "test"}
+
+
+def _cell(value: float | None, name: str) -> str:
+    if value is None:
+        return f"{'-':>17}"
+    return f"{value:>17.3f}" if name in ("label_accuracy", "class_coverage") else f"{value:>17.2f}"

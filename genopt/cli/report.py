@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from genopt.cli._args import add_storage
+from genopt.cli.options import add_artifact_dir, add_storage
 
 
 def add_parser(subparsers) -> None:
@@ -18,12 +18,22 @@ def add_parser(subparsers) -> None:
     p.add_argument("--study", required=True, help="study name, e.g. cgan-mnist")
     add_storage(p)
     p.add_argument("--out", type=Path, help="report folder (default storage/reports/<study>)")
+    add_artifact_dir(p)
+    p.add_argument(
+        "--export", type=Path, help="the study's ensemble .pt (default storage/exports/<study>.pt)"
+    )
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from genopt.report import write_report
+    from genopt.report.figures import write_report
 
-    index = write_report(study_name=args.study, storage_url=args.storage, out_dir=args.out)
+    index = write_report(
+        study_name=args.study,
+        storage_url=args.storage,
+        out_dir=args.out,
+        artifact_dir=args.artifact_dir,
+        export=args.export,
+    )
     print(index)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from genopt.cli._args import positive_int
+from genopt.cli.options import positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -26,7 +26,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from genopt.sampling import sample_grid  # torch loads only once the arguments are good
+    from genopt.ensemble.sample import sample_grid  # torch loads only once the arguments are good
 
     path = sample_grid(checkpoint=args.checkpoint, n=args.n, label=args.label, seed=args.seed, out=args.out)
     print(f"wrote {path}")

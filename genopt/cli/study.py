@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 from pathlib import Path
 
-from genopt.cli._args import add_storage, positive_int
+from genopt.cli.options import add_artifact_dir, add_data_dir, add_storage, positive_int
 from genopt.errors import GenoptError
-from genopt.spec import MODELS, SEARCHABLE, StudySpec, load_spec
+from genopt.spec import MODELS, SEARCHABLE, parse_value
+from genopt.spec_toml import find_spec
 
 
 def add_parser(subparsers) -> None:
@@ -21,7 +21,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", choices=MODELS, help="gan or cgan (default: the spec's, else gan)")
     p.add_argument("--trials", type=positive_int, required=True, help="trials to add to the study")
     p.add_argument("--dataset", help="mnist or fashion-mnist (default: the spec's)")
-    p.add_argument("--data-dir", type=Path, help="a folder with the four IDX files to use instead")
+    add_data_dir(p, writes=True)
     p.add_argument("--epochs", type=positive_int, help="max epochs per trial (default: the spec's)")
     add_storage(p)
     p.add_argument("--study", help="study name (default <model>-<dataset>)")
@@ -44,8 +44,10 @@ def add_parser(subparsers) -> None:
         help="worker processes sharing the trials, each with its share of CPU threads or its own GPU "
         "(default 1); more machines join with genopt worker",
     )
-    p.add_argument("--artifact-dir", type=Path, help="artifact store folder (default storage/artifacts)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_artifact_dir(p, writes=True)
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (default: a bar only on a terminal)"
+    )
     p.set_defaults(handler=run)
 
 
@@ -60,22 +62,19 @@ def parse_params(text: str) -> dict:
                 f"--enqueue {text!r}: expected NAME=VALUE pairs with NAME in {', '.join(SEARCHABLE)}"
             )
         try:
-            params[name] = SEARCHABLE[name](value)
-        except ValueError:
-            raise GenoptError(
-                f"--enqueue: {name} needs a {SEARCHABLE[name].__name__}, got {value!r}"
-            ) from None
+            params[name] = parse_value(name, value.strip())
+        except GenoptError as exc:
+            raise GenoptError(f"--enqueue: {exc}") from None
     return params
 
 
 def run(args: argparse.Namespace) -> int:
-    from genopt.study import run_study  # torch and Optuna load only once the arguments are good
+    # torch and Optuna load only once the arguments are good
+    from genopt.study.note import reproduce_command
+    from genopt.study.progress import study_summary
+    from genopt.study.runner import run_study
 
-    default_path = Path("studies") / f"{args.model or 'gan'}.toml"
-    if args.spec is not None or default_path.is_file():
-        spec = load_spec(args.spec or default_path)
-    else:  # outside a checkout: the built-in defaults, which studies/*.toml spell out
-        spec = StudySpec()
+    spec, spec_path = find_spec(args.model, args.spec)
     spec = spec.override(
         model=args.model,
         dataset=args.dataset,
@@ -86,7 +85,6 @@ def run(args: argparse.Namespace) -> int:
     )
     name = args.study or f"{spec.model}-{spec.dataset}"
     enqueue = [parse_params(text) for text in args.enqueue]
-    spec_path = args.spec or (default_path if default_path.is_file() else None)
     result = run_study(
         spec,
         trials=args.trials,
@@ -94,57 +92,19 @@ def run(args: argparse.Namespace) -> int:
         storage_url=args.storage,
         data_dir=args.data_dir,
         enqueue=enqueue,
-        progress=not args.no_progress,
-        command=reproduce_command(args, spec, name, spec_path),
+        progress=False if args.no_progress else None,
+        command=reproduce_command(
+            spec,
+            study_name=name,
+            trials=args.trials,
+            spec_path=spec_path,
+            data_dir=args.data_dir,
+            storage_url=args.storage,
+            artifact_dir=args.artifact_dir,
+            enqueue=args.enqueue,
+        ),
         workers=args.workers,
         artifact_dir=args.artifact_dir,
     )
-    print(summary(result))
+    print(study_summary(result.study, fid_floor=result.fid_floor, feature_accuracy=result.feature_accuracy))
     return 0
-
-
-def reproduce_command(args: argparse.Namespace, spec: StudySpec, name: str, spec_path: Path | None) -> str:
-    """The ``genopt study`` line that makes this study again, every budget spelled out."""
-    words = ["genopt", "study", "--model", spec.model, "--dataset", spec.dataset, "--study", name]
-    if spec_path is not None:
-        words += ["--spec", str(spec_path)]
-    if args.data_dir is not None:
-        words += ["--data-dir", str(args.data_dir)]
-    if args.storage is not None:
-        words += ["--storage", args.storage]
-    words += ["--trials", str(args.trials), "--epochs", str(spec.max_epochs), "--seed", str(spec.seed)]
-    words += ["--fid-samples", str(spec.fid_samples)]
-    if spec.train_limit is not None:
-        words += ["--train-limit", str(spec.train_limit)]
-    for text in args.enqueue:
-        words += ["--enqueue", text]
-    return shlex.join(words)
-
-
-def summary(result) -> str:
-    """The short table printed at the end of a run."""
-    from optuna.trial import TrialState
-
-    study = result.study
-    states = [t.state for t in study.trials]
-    counts = ", ".join(f"{states.count(s)} {s.name.lower()}" for s in TrialState if states.count(s))
-    lines = [f"study {study.study_name}: {len(states)} trials ({counts})"]
-    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    if complete:
-        best = study.best_trial
-        params = ", ".join(
-            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items()
-        )
-        lines += [
-            f"  {'best trial':<22}{best.number}",
-            f"  {'parameters':<22}{params}",
-            f"  {'validation FID':<22}{best.value:.2f}",
-            f"  {'epochs':<22}{best.user_attrs.get('epochs')}",
-        ]
-    else:
-        lines.append("  no trial completed yet")
-    lines += [
-        f"  {'floor (val vs test)':<22}{result.fid_floor:.2f}",
-        f"  {'feature net accuracy':<22}{result.feature_accuracy:.4f}",
-    ]
-    return "\n".join(lines)

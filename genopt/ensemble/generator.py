@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from genopt.models import Generator, rng_device
+from genopt.device import rng_device
+from genopt.models import Generator
 
 MODES = ("mean", "mixture")
 

@@ -1,8 +1,32 @@
-"""Sample-quality metrics: FID in the features of a small CNN trained on the dataset itself."""
+"""Sample-quality metrics: FID and class-aware scores in the features of a small CNN trained on the
+dataset itself."""
 
 from __future__ import annotations
 
 from genopt.metrics.features import FeatureNet, feature_cache_key, feature_network
-from genopt.metrics.fid import FidEvaluator, frechet_distance
+from genopt.metrics.fid import EVAL_NOISE_SEED, FidEvaluator, NonFiniteImageError
+from genopt.metrics.frechet import frechet_distance
+from genopt.metrics.scores import (
+    SampleStatistics,
+    Scores,
+    class_coverage,
+    intra_fid,
+    label_accuracy,
+    statistics_from_features,
+)
 
-__all__ = ["FeatureNet", "FidEvaluator", "feature_cache_key", "feature_network", "frechet_distance"]
+__all__ = [
+    "EVAL_NOISE_SEED",
+    "FeatureNet",
+    "FidEvaluator",
+    "NonFiniteImageError",
+    "SampleStatistics",
+    "Scores",
+    "class_coverage",
+    "feature_cache_key",
+    "feature_network",
+    "frechet_distance",
+    "intra_fid",
+    "label_accuracy",
+    "statistics_from_features",
+]

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,7 +18,8 @@ from torch.nn import functional as F
 
 from genopt import paths
 from genopt.data import Dataset, to_model_range
-from genopt.train import default_device
+from genopt.device import default_device
+from genopt.files import atomic_save
 
 # Bump "version" whenever training changes in a way the other fields do not capture.
 RECIPE: dict[str, Any] = {
@@ -83,19 +81,6 @@ def feature_cache_key(dataset: Dataset, recipe: dict[str, Any] | None = None) ->
     blob = json.dumps({"dataset": dataset.name, "sha256": dataset.sha256, "recipe": recipe}, sort_keys=True)
     safe_name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in dataset.name)
     return f"{safe_name}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file then rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @torch.no_grad()

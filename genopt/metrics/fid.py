@@ -1,76 +1,56 @@
-"""FID of generated images against the validation split, in the feature net's 128-d features.
+"""FID and class-aware scores of generated images against the validation split, in the feature net's
+128-d features.
 
-The metric itself is torchmetrics' ``FrechetInceptionDistance`` with our ``FeatureNet`` in place of
-Inception. Its real statistics (validation) are computed once per dataset and feature net and kept
-on disk, so every trial in every process only pays for featurizing its own samples.
+Pooled FID is torchmetrics' ``FrechetInceptionDistance`` with our ``FeatureNet`` in place of
+Inception. ``sample_statistics`` goes further in the same single forward pass per batch: it also
+applies the net's classification head to the features and keeps per-class moments, from which
+``scores_of`` derives intra-FID, label accuracy and class coverage (see ``genopt.metrics.scores``).
+Real statistics are computed once per dataset and feature net and kept on disk
+(``genopt.metrics.reference``), so every trial in every process only pays for its own samples.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from genopt import paths
 from genopt.data import Dataset, to_model_range
-from genopt.metrics.features import atomic_save, feature_network
-from genopt.train import default_device
+from genopt.device import default_device
+from genopt.metrics.features import feature_network
+from genopt.metrics.frechet import finite_or_nan, frechet_distance
+from genopt.metrics.labels import class_allocation, evaluation_labels
+from genopt.metrics.reference import STATISTICS_VERSION, ReferenceCache
+from genopt.metrics.scores import MomentSums, SampleStatistics, Scores, class_scores, intra_fid
 
+__all__ = [
+    "EVAL_NOISE_SEED",
+    "STATISTICS_VERSION",
+    "FidEvaluator",
+    "NonFiniteImageError",
+    "class_allocation",
+    "frechet_distance",
+]
+
+Sampler = Callable[[torch.Tensor], torch.Tensor]
 _REAL_STATES = ("real_features_sum", "real_features_cov_sum", "real_features_num_samples")
-# Part of the statistics' cache key: bump it when the feature computation changes numerically (2: the
-# feature net's channels-last forward, equal to version 1's within float rounding) so cached
-# reference statistics always come from the forward pass that featurizes the generated images.
-STATISTICS_VERSION = 2
-# Fixed so that labels(n) is the same list in every process and every trial.
-_LABEL_SEED = 0
+_SPLITS = ("validation", "test")
+# Fixed noise for every evaluation of a generator, so epochs, trials and ensembles are scored on the
+# same draws (drawn on the CPU: the same on every device).
+EVAL_NOISE_SEED = 12345
 
 
-def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
-    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), computed in float64.
-
-    ``Tr(sqrt(sigma1 @ sigma2))`` is the sum of the square roots of the product's eigenvalues, as in
-    torchmetrics, which avoids scipy's ``sqrtm``.
-
-    Args:
-        mu1: mean, shape (D,); a tensor or anything ``torch.as_tensor`` takes.
-        sigma1: covariance, shape (D, D).
-        mu2: mean, shape (D,).
-        sigma2: covariance, shape (D, D).
-
-    Returns:
-        ``||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 sqrt(sigma1 sigma2))``.
-    """
-    mu1, sigma1, mu2, sigma2 = (torch.as_tensor(a).double() for a in (mu1, sigma1, mu2, sigma2))
-    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
-        raise ValueError(
-            f"shapes do not match: mu {tuple(mu1.shape)}, {tuple(mu2.shape)}; "
-            f"sigma {tuple(sigma1.shape)}, {tuple(sigma2.shape)}"
-        )
-    mean_term = (mu1 - mu2).square().sum()
-    sqrt_trace = torch.linalg.eigvals(sigma1 @ sigma2).sqrt().real.sum()
-    return float(mean_term + sigma1.trace() + sigma2.trace() - 2 * sqrt_trace)
-
-
-def class_allocation(counts: torch.Tensor, n: int) -> torch.Tensor:
-    """Split n among classes in proportion to ``counts`` by largest remainder (ties to lower class)."""
-    quotas = counts.double() * n / counts.sum()
-    allocation = quotas.floor().long()
-    short = n - int(allocation.sum())
-    # Stable sort keeps ties in class order, so the allocation is the same everywhere.
-    order = torch.sort(quotas - allocation, descending=True, stable=True).indices
-    allocation[order[:short]] += 1
-    return allocation
+class NonFiniteImageError(ValueError):
+    """A generated image holds a non-finite pixel: the generator diverged."""
 
 
 class FidEvaluator:
-    """Scores generators by FID against the dataset's validation split.
+    """Scores generators against the dataset's validation split: FID and class-aware scores.
 
     Args:
-        dataset: the data; the feature net is trained on its train split, FID is measured against
-            its validation split, and ``floor()`` uses its test split.
+        dataset: the data; the feature net is trained on its train split, scores are measured
+            against its validation split, and the floors use its test split.
         device: where features are computed; CUDA when available by default.
         batch_size: images per call to ``sample`` and per feature-net batch.
 
@@ -92,63 +72,79 @@ class FidEvaluator:
         self.metric = FrechetInceptionDistance(feature=self.feature_net, reset_real_features=False)
         self.metric.to(self.device)
         self.images_featurized = 0
-        folder = paths.cache_dir() / "fid"
-        key = f"{dataset.sha256[:16]}-{self.feature_net.cache_key}-{STATISTICS_VERSION}"
-        self._real_path = folder / f"{key}-validation.pt"
-        self._floor_path = folder / f"{key}-floor.pt"
-        self._test_path = folder / f"{key}-test.pt"
+        self.cache = ReferenceCache(dataset, self.feature_net.cache_key)
         self._test_statistics: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._class_statistics: dict[str, SampleStatistics] = {}
         self.real_source = self._load_real()
 
-    # -- real statistics ------------------------------------------------------------------------
-
     def _load_real(self) -> str:
-        if self._real_path.exists():
-            saved = torch.load(self._real_path, map_location="cpu", weights_only=True)
+        saved = self.cache.load("validation")
+        if saved is not None:
             for name in _REAL_STATES:
                 setattr(self.metric, name, saved[name].to(self.device))
             return "cache"
-        self._feed(self._batches(to_model_range(self.dataset.validation.images)), real=True)
-        atomic_save({name: getattr(self.metric, name).cpu() for name in _REAL_STATES}, self._real_path)
+        self._feed(self._batches(self._split_images("validation")), real=True)
+        self.cache.save("validation", {name: getattr(self.metric, name).cpu() for name in _REAL_STATES})
         return "computed"
 
-    # -- feeding the metric ---------------------------------------------------------------------
+    # -- featurizing ------------------------------------------------------------------------------
+
+    def _split_images(self, split: str) -> torch.Tensor:
+        return to_model_range(getattr(self.dataset, split).images)
 
     def _batches(self, images: torch.Tensor) -> Iterable[torch.Tensor]:
         return (images[i : i + self.batch_size] for i in range(0, len(images), self.batch_size))
 
-    def _generated(self, sample: Callable[[torch.Tensor], torch.Tensor], n: int) -> Iterable[torch.Tensor]:
-        """n images from ``sample``, in batches of ``batch_size`` labels following ``labels(n)``."""
+    def _labelled(self, sample: Sampler, n: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(labels, images) batches: n images from ``sample``, asked for ``labels(n)`` in order."""
         if n < 2:
             raise ValueError(f"FID needs at least 2 generated images, got n={n}")
         labels = self.labels(n).to(self.device)
 
-        def batches() -> Iterable[torch.Tensor]:
+        def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
             for i in range(0, n, self.batch_size):
                 chunk = labels[i : i + self.batch_size]
                 with torch.no_grad():
                     images = sample(chunk)
                 if len(images) != len(chunk):
                     raise ValueError(f"sample returned {len(images)} images for {len(chunk)} labels")
-                yield images
+                yield chunk, images
 
         return batches()
+
+    def _checked(self, images: torch.Tensor) -> torch.Tensor | None:
+        """``images`` on the device as float32; None when one holds a non-finite pixel."""
+        expected = self.dataset.image_shape
+        if images.dim() != 4 or tuple(images.shape[1:]) != expected:
+            raise ValueError(
+                f"images must be (N, {', '.join(map(str, expected))}), got {tuple(images.shape)}"
+            )
+        images = images.to(self.device, torch.float32)
+        return images if bool(torch.isfinite(images).all()) else None
 
     @torch.no_grad()
     def _feed(self, batches: Iterable[torch.Tensor], *, real: bool) -> bool:
         """Update the metric; False as soon as a batch holds a non-finite pixel."""
-        expected = self.dataset.image_shape
         for images in batches:
-            if images.dim() != 4 or tuple(images.shape[1:]) != expected:
-                raise ValueError(
-                    f"images must be (N, {', '.join(map(str, expected))}), got {tuple(images.shape)}"
-                )
-            images = images.to(self.device, torch.float32)
-            if not torch.isfinite(images).all():
+            images = self._checked(images)
+            if images is None:
                 return False
             self.metric.update(images, real=real)
             self.images_featurized += len(images)
         return True
+
+    @torch.no_grad()
+    def _sums(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> MomentSums:
+        """One feature-net forward per batch; logits are the head applied to those very features."""
+        sums = MomentSums(self.dataset.num_classes)
+        for labels, images in batches:
+            images = self._checked(images)
+            if images is None:
+                raise NonFiniteImageError("a generated image holds a non-finite pixel")
+            features = self.feature_net(images)
+            sums.update(features, self.feature_net.head(features), labels)
+            self.images_featurized += len(images)
+        return sums
 
     def _score(self, batches: Iterable[torch.Tensor]) -> float:
         self.metric.reset()  # keeps the real statistics: reset_real_features=False
@@ -160,9 +156,9 @@ class FidEvaluator:
             value = float(self.metric.compute())
         finally:
             self.metric.reset()
-        return value if math.isfinite(value) else float("nan")
+        return finite_or_nan(value)
 
-    # -- public API -----------------------------------------------------------------------------
+    # -- generated samples ------------------------------------------------------------------------
 
     def labels(self, n: int) -> torch.Tensor:
         """n class labels in the validation split's class proportions (largest remainder).
@@ -170,13 +166,9 @@ class FidEvaluator:
         The same n always gives the same labels in the same (seeded, shuffled) order, so any prefix
         is also close to balanced.
         """
-        counts = self.dataset.validation.class_counts(self.dataset.num_classes)
-        allocation = class_allocation(counts, n)
-        labels = torch.repeat_interleave(torch.arange(len(allocation)), allocation)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(_LABEL_SEED))
-        return labels[order]
+        return evaluation_labels(self.dataset.validation.class_counts(self.dataset.num_classes), n)
 
-    def score(self, sample: Callable[[torch.Tensor], torch.Tensor], n: int) -> float:
+    def score(self, sample: Sampler, n: int) -> float:
         """FID of n generated images against the validation split.
 
         Args:
@@ -188,16 +180,32 @@ class FidEvaluator:
         Returns:
             The FID, or NaN when a generated image holds a non-finite pixel.
         """
-        return self._score(self._generated(sample, n))
+        return self._score(images for _, images in self._labelled(sample, n))
 
     def score_images(self, images: torch.Tensor) -> float:
         """FID of a tensor of images in [-1, 1], shape (N, C, H, W), against the validation split."""
         return self._score(self._batches(images))
 
-    def statistics(
-        self, sample: Callable[[torch.Tensor], torch.Tensor], n: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Feature mean and covariance (float64, CPU) of n generated images, drawn as ``score`` does.
+    def sample_statistics(self, sample: Sampler, n: int, *, conditional: bool) -> SampleStatistics:
+        """Everything any score needs of n generated images, drawn as ``score`` draws them.
+
+        One feature-net forward per batch gives both the features and (through the head) the
+        predicted classes. The pooled moments equal those behind ``score`` bit for bit; the whole
+        result combines into a mixture's without new samples (``mix_sample_statistics``).
+
+        Args:
+            sample: as for ``score``.
+            n: how many images to generate, at least 2 (and two per class for intra-FID).
+            conditional: whether ``sample`` draws the class it is asked for.
+
+        Raises:
+            NonFiniteImageError: a generated image holds a non-finite pixel (a ``ValueError``).
+            ValueError: n < 2, or ``sample`` returned the wrong number or shape of images.
+        """
+        return self._sums(self._labelled(sample, n)).result(conditional=conditional)
+
+    def statistics(self, sample: Sampler, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled feature mean and covariance (float64, CPU) of n generated images, as ``score`` draws.
 
         ``fid_of_statistics`` of the result equals ``score(sample, n)`` for the same draws, and
         statistics of several generators combine into those of their mixture without new samples.
@@ -205,14 +213,73 @@ class FidEvaluator:
         Raises:
             ValueError: n < 2, or a generated image holds a non-finite pixel.
         """
-        batches = self._generated(sample, n)
-        self.metric.reset()
+        stats = self.sample_statistics(sample, n, conditional=False)
+        return stats.mean, stats.cov
+
+    def scores_of(self, stats: SampleStatistics, *, split: str = "validation") -> Scores:
+        """Scores of ``stats`` against the ``validation`` (default) or ``test`` split.
+
+        ``fid`` is ``fid_of_statistics(stats.mean, stats.cov)``; ``intra_fid`` and
+        ``label_accuracy`` come with a conditional ``stats``, ``class_coverage`` with an
+        unconditional one. Non-finite values are NaN.
+        """
+        fid = self.fid_of_statistics(stats.mean, stats.cov, split=split)
+        return class_scores(stats, self.reference_class_statistics(split), fid=fid)
+
+    def evaluate(self, sample: Sampler, n: int, *, conditional: bool) -> Scores:
+        """Every score of n generated images in one featurization pass: ``scores_of(sample_statistics)``.
+
+        Returns:
+            The scores against the validation split; NaN for every score that applies when a
+            generated image holds a non-finite pixel (a diverged generator), rather than raising.
+        """
         try:
-            if not self._feed(batches, real=False):
-                raise ValueError("a generated image holds a non-finite pixel")
-            return self._moments("fake")
-        finally:
-            self.metric.reset()
+            stats = self.sample_statistics(sample, n, conditional=conditional)
+        except NonFiniteImageError:
+            return Scores.diverged(conditional=conditional)
+        return self.scores_of(stats)
+
+    # -- real statistics --------------------------------------------------------------------------
+
+    def _split_statistics(self, split: str) -> SampleStatistics:
+        """A split's statistics, each image "requesting" its true label."""
+        labels = getattr(self.dataset, split).labels.split(self.batch_size)
+        return self._sums(zip(labels, self._batches(self._split_images(split)), strict=True)).result(
+            conditional=True
+        )
+
+    def _check_split(self, split: str) -> None:
+        if split not in _SPLITS:
+            raise ValueError(f"split must be 'validation' or 'test', got {split!r}")
+
+    def reference_statistics(self, split: str = "validation") -> tuple[torch.Tensor, torch.Tensor]:
+        """Feature mean and covariance of the ``validation`` or ``test`` split; the test's cached too.
+
+        The test split is for reporting only: nothing that chooses a model may look at it.
+        """
+        self._check_split(split)
+        if split == "validation":
+            return self._moments("real")
+        if self._test_statistics is None:
+            saved = self.cache.load("test")
+            if saved is None:
+                stats = self.reference_class_statistics("test")  # pooled moments come with them
+                saved = {"mean": stats.mean, "cov": stats.cov}
+                self.cache.save("test", saved)
+            self._test_statistics = (saved["mean"], saved["cov"])
+        return self._test_statistics
+
+    def reference_class_statistics(self, split: str = "validation") -> SampleStatistics:
+        """``SampleStatistics`` of the ``validation`` or ``test`` split by true label; cached on disk.
+
+        Its ``predicted_histogram`` is the reference for ``class_coverage``. Its pooled moments are
+        those of the split, but scores take the pooled reference from ``reference_statistics``.
+        """
+        self._check_split(split)
+        if split not in self._class_statistics:
+            saved = self.cache.get(f"{split}-classes", lambda: self._split_statistics(split).to_dict())
+            self._class_statistics[split] = SampleStatistics.from_dict(saved)
+        return self._class_statistics[split]
 
     def _moments(self, side: str) -> tuple[torch.Tensor, torch.Tensor]:
         # The same formulas as torchmetrics' FrechetInceptionDistance.compute, in float64.
@@ -222,39 +289,23 @@ class FidEvaluator:
         mean = total / n
         return mean, (cov_sum - n * torch.outer(mean, mean)) / (n - 1)
 
-    def reference_statistics(self, split: str = "validation") -> tuple[torch.Tensor, torch.Tensor]:
-        """Feature mean and covariance of the ``validation`` or ``test`` split; the test's cached too.
-
-        The test split is for reporting only: nothing that chooses a model may look at it.
-        """
-        if split == "validation":
-            return self._moments("real")
-        if split != "test":
-            raise ValueError(f"split must be 'validation' or 'test', got {split!r}")
-        if self._test_statistics is None:
-            if self._test_path.exists():
-                saved = torch.load(self._test_path, weights_only=True)
-                self._test_statistics = (saved["mean"], saved["cov"])
-            else:
-                self.metric.reset()
-                try:
-                    self._feed(self._batches(to_model_range(self.dataset.test.images)), real=False)
-                    self._test_statistics = self._moments("fake")
-                finally:
-                    self.metric.reset()
-                mean, cov = self._test_statistics
-                atomic_save({"mean": mean, "cov": cov}, self._test_path)
-        return self._test_statistics
-
     def fid_of_statistics(self, mean: torch.Tensor, cov: torch.Tensor, *, split: str = "validation") -> float:
         """FID of generated-feature statistics against the ``validation`` (default) or ``test`` split."""
-        value = frechet_distance(mean, cov, *self.reference_statistics(split))
-        return value if math.isfinite(value) else float("nan")
+        return finite_or_nan(frechet_distance(mean, cov, *self.reference_statistics(split)))
 
     def floor(self) -> float:
         """FID of the whole test split against validation: what two real samples give. Cached."""
-        if self._floor_path.exists():
-            return float(torch.load(self._floor_path, weights_only=True)["fid"])
-        value = self.score_images(to_model_range(self.dataset.test.images))
-        atomic_save({"fid": value}, self._floor_path)
-        return value
+        saved = self.cache.get("floor", lambda: {"fid": self.score_images(self._split_images("test"))})
+        return float(saved["fid"])
+
+    def intra_floor(self) -> float:
+        """Intra-FID of the test split against validation, class by class: the real-data floor. Cached."""
+        saved = self.cache.get(
+            "intra-floor",
+            lambda: {
+                "intra_fid": intra_fid(
+                    self.reference_class_statistics("test"), self.reference_class_statistics("validation")
+                )
+            },
+        )
+        return float(saved["intra_fid"])

@@ -12,7 +12,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import optuna_dashboard
 
 from genopt.errors import GenoptError
-from genopt.storage import artifact_store, open_storage
+from genopt.study.storage import artifact_store, open_storage
 
 HOST = "127.0.0.1"
 

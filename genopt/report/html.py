@@ -7,6 +7,12 @@ from typing import Any
 
 from optuna.trial import FrozenTrial
 
+from genopt.ensemble.export import Description
+from genopt.spec import format_params
+from genopt.study import artifacts as A
+from genopt.study.progress import SCORE_LABELS, format_scores, trial_scores
+from genopt.study.stored import DATASET_ATTR, FEATURE_ACCURACY_ATTR, FID_FLOOR_ATTR, SPEC_ATTR
+
 _STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; }
 h1 { margin-bottom: .2em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; }
@@ -26,12 +32,15 @@ def render_html(
     best: FrozenTrial | None,
     figures: list,
     missing: list[str],
-    ensemble: dict[str, Any] | None,
+    ensemble: Description | str | None,
 ) -> str:
-    """The whole page; ``figures`` are ``report.Figure``s whose files lie beside it."""
+    """The whole page; ``figures`` are ``report.Figure``s whose files lie beside it.
+
+    ``ensemble`` is the study's export description, a one-line reason it cannot be read, or None.
+    """
     e = html.escape
-    dataset = study_attrs.get("dataset", {})
-    spec = study_attrs.get("spec", {})
+    dataset = study_attrs.get(DATASET_ATTR, {})
+    spec = study_attrs.get(SPEC_ATTR, {})
     states = [t.state.name.lower() for t in trials]
     counts = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states)) or "no trials"
     facts = [
@@ -40,17 +49,26 @@ def render_html(
         ("trials", f"{len(trials)} ({counts})"),
         ("max epochs per trial", spec.get("max_epochs")),
         ("FID samples", spec.get("fid_samples")),
-        ("FID floor (validation vs test)", _num(study_attrs.get("fid_floor"))),
-        ("feature net validation accuracy", _num(study_attrs.get("feature_net_validation_accuracy"), 4)),
+        ("FID floor (validation vs test)", _num(study_attrs.get(FID_FLOOR_ATTR))),
+        ("feature net validation accuracy", _num(study_attrs.get(FEATURE_ACCURACY_ATTR), 4)),
     ]
     if best is not None:
-        facts += [("best trial", f"{best.number}: FID {best.value:.2f}, {_params(best.params)}")]
+        facts += [
+            (
+                "best trial",
+                f"{best.number}: {format_scores(trial_scores(best))}, {format_params(best.params)}",
+            )
+        ]
     parts = [
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>genopt report: {e(study_name)}"
         f"</title><style>{_STYLE}</style></head><body>",
         f"<h1>Study {e(study_name)}</h1>",
         "<p class='muted'>Validation FID in a small CNN's features: lower is better, the floor is what two "
         "real samples score, and the numbers compare within this study, not with Inception-FID tables.</p>",
+        "<p class='muted'>A cGAN is scored by intra-FID, the FID within each class averaged over classes, "
+        "and by label accuracy, how often the feature network (a classifier) sees the requested class. "
+        "Pooled FID compares all samples at once, so a cGAN that ignores its label can score as well as "
+        "one that obeys it; intra-FID cannot be fooled that way.</p>",
         _table(["", ""], [[k, "" if v is None else v] for k, v in facts], header=False),
     ]
     for figure in figures:
@@ -67,41 +85,60 @@ def render_html(
     return "\n".join(parts)
 
 
-def _ensemble(export: dict[str, Any]) -> str:
-    # The export format belongs to `genopt ensemble`; show what is there without relying on more.
-    if "error" in export:
-        return f"<p class='muted'>{html.escape(str(export['error']))}</p>"
-    out = []
-    scores = export.get("scores")
-    if isinstance(scores, dict):
-        out.append(_table(["", "FID"], [[k, _num(v)] for k, v in scores.items()]))
-    scalars = [[k, v] for k, v in export.items() if k != "scores" and isinstance(v, str | int | float | bool)]
-    members = export.get("members") or export.get("trials")
-    if isinstance(members, list):
-        scalars.append(
-            ["members", ", ".join(str(m.get("trial", m) if isinstance(m, dict) else m) for m in members)]
-        )
-    if scalars:
-        out.append(_table(["", ""], scalars, header=False))
-    return "".join(out) or "<p class='muted'>the export holds nothing this report knows how to show</p>"
+def _ensemble(export: Description | str) -> str:
+    if isinstance(export, str):
+        return f"<p class='muted'>{html.escape(export)}</p>"
+    names = [n for n in SCORE_LABELS if any(n in v for by in export.scores.values() for v in by.values())]
+    head = ["", *(f"{split} {SCORE_LABELS[n]}" for split in ("validation", "test") for n in names)]
+    labels = {
+        "best_single": f"best single (trial {export.best_single_trial})",
+        "mean": "mean",
+        "mixture": "mixture",
+    }
+    rows = [
+        [
+            labels.get(kind, kind),
+            *(
+                _num(by.get(split, {}).get(n), 3 if n in _RATES else 2)
+                for split in ("validation", "test")
+                for n in names
+            ),
+        ]
+        for kind, by in export.scores.items()
+    ]
+    members = ", ".join(f"trial {number} ({weight:.2f})" for number, weight in export.members)
+    facts = [
+        ["exported mode", export.mode],
+        ["chosen by", f"validation {SCORE_LABELS.get(export.objective, export.objective)}"],
+        ["members (weight)", members],
+        ["samples per score", export.fid_samples],
+        ["file", f"{export.file} (sha256 {export.sha256[:16]}…)"],
+    ]
+    return _table(head, rows) + _table(["", ""], facts, header=False)
+
+
+_RATES = ("label_accuracy", "class_coverage")
 
 
 def _trials(trials: list[FrozenTrial]) -> str:
     rows = []
     for t in trials:
-        fids = t.user_attrs.get("fid_history") or []
-        fid = t.value if t.value is not None else (fids[-1] if fids else None)
+        scores = trial_scores(t)
         rows.append(
             [
                 t.number,
                 t.state.name.lower(),
-                _num(fid),
-                t.user_attrs.get("epochs", ""),
-                _params(t.params),
-                t.user_attrs.get("stop_reason", ""),
+                *(_num(scores.get(n), 3 if n in _RATES else 2) for n in SCORE_LABELS),
+                t.user_attrs.get(A.BEST_EPOCH_ATTR, ""),
+                t.user_attrs.get(A.EPOCHS_ATTR, ""),
+                format_params(t.params),
+                "below min_label_accuracy"
+                if t.user_attrs.get(A.INFEASIBLE_ATTR)
+                else t.user_attrs.get(A.STOP_REASON_ATTR, ""),
             ]
         )
-    return _table(["trial", "state", "FID", "epochs", "parameters", "stopped"], rows)
+    head = ["trial", "state", *SCORE_LABELS.values(), "best epoch", "epochs", "parameters", "note"]
+    return _table(head, rows)
 
 
 def _table(head: list[str], rows: list[list[Any]], *, header: bool = True) -> str:
@@ -120,7 +157,3 @@ def _table(head: list[str], rows: list[list[Any]], *, header: bool = True) -> st
 
 def _num(value: Any, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if isinstance(value, int | float) else ""
-
-
-def _params(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())

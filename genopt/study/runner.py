@@ -6,7 +6,6 @@ trial count, the data, the storage URL, and whether a resumed study was made wit
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,22 +13,32 @@ from typing import Any
 import optuna
 import optuna_dashboard
 import torch
-from optuna.artifacts.exceptions import ArtifactNotFound
-from optuna.trial import FrozenTrial, TrialState
 
+from genopt import paths
 from genopt.data import load_dataset
+from genopt.device import default_device
 from genopt.errors import GenoptError
+from genopt.files import plain
 from genopt.metrics import FidEvaluator
-from genopt.note import study_note
-from genopt.objective import BASELINE_ATTR, CHECKPOINT_ATTR, Objective
-from genopt.progress import TrialProgress
 from genopt.spec import StudySpec
-from genopt.storage import artifact_store, load_existing_study, open_storage, resolve_url
-from genopt.train import default_device
-from genopt.workers import spawn_local_workers
-
-# Spec fields that may change between runs of one study; the rest define what its FIDs mean.
-_RESUMABLE_FIELDS = {"seed", "keep_checkpoints", "sampler", "pruner"}
+from genopt.study.artifacts import BASELINE_ATTR, retain_best
+from genopt.study.note import study_note
+from genopt.study.objective import Objective
+from genopt.study.progress import TrialProgress
+from genopt.study.search import check_resumable, make_pruner, make_sampler
+from genopt.study.storage import artifact_store, load_existing_study, open_storage, resolve_url
+from genopt.study.stored import (
+    ARTIFACT_DIR_ATTR,
+    DATASET_ATTR,
+    FEATURE_ACCURACY_ATTR,
+    FID_FLOOR_ATTR,
+    SPEC_ATTR,
+    dataset_record,
+    stored_spec,
+    study_artifact_dir,
+    study_dataset,
+)
+from genopt.study.workers import spawn_local_workers
 
 
 @dataclass(frozen=True)
@@ -41,75 +50,6 @@ class StudyResult:
     feature_accuracy: float
 
 
-def _check_resumable(study: optuna.Study, spec: StudySpec, dataset_sha256: str) -> None:
-    stored = study.user_attrs.get("spec")
-    if stored is None:
-        return
-    if study.user_attrs.get("dataset", {}).get("sha256") not in (None, dataset_sha256):
-        raise GenoptError(
-            f"study {study.study_name!r} was made on other data (sha256 differs): use a new --study name"
-        )
-    current = _as_json(spec.to_dict())
-    # A field added to genopt after the study was made has its default there.
-    stored = _as_json(StudySpec().to_dict()) | stored
-    changed = sorted(k for k in current if k not in _RESUMABLE_FIELDS and stored.get(k) != current[k])
-    if changed:
-        raise GenoptError(
-            f"study {study.study_name!r} was made with a different {', '.join(changed)}: "
-            "use the same spec and options, or a new --study name"
-        )
-
-
-def _as_json(value: Any) -> Any:
-    # Optuna stores attributes as JSON, where tuples come back as lists.
-    if isinstance(value, dict):
-        return {k: _as_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_as_json(v) for v in value]
-    return value
-
-
-def _sampler(spec: StudySpec, n_existing: int, worker: int = 0) -> optuna.samplers.BaseSampler:
-    # A resumed study must not replay the first run's random draws: offset the seed by its size,
-    # and workers that start together must not draw the same parameters: offset by the worker too.
-    seed = (spec.seed + n_existing + 1_000_003 * worker) % 2**32
-    if spec.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True)
-
-
-def _pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    if spec.pruner == "none":
-        return optuna.pruners.NopPruner()
-    return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=spec.max_epochs, reduction_factor=3)
-
-
-def kept_checkpoints(study: optuna.Study, store) -> dict[int, str]:
-    """Trial number -> artifact id of every COMPLETE trial whose checkpoint is still stored."""
-    kept = {}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        artifact_id = t.user_attrs.get(CHECKPOINT_ATTR)
-        if artifact_id is None:
-            continue
-        try:
-            store.open_reader(artifact_id).close()
-        except Exception:  # removed by retention, or the store moved
-            continue
-        kept[t.number] = artifact_id
-    return kept
-
-
-def _retain_best(store, keep: int):
-    def callback(study: optuna.Study, _: FrozenTrial) -> None:
-        kept = kept_checkpoints(study, store)
-        ranked = sorted(kept, key=lambda number: study.trials[number].value)
-        for number in ranked[keep:]:
-            with contextlib.suppress(ArtifactNotFound):  # another worker removed it first
-                store.remove(kept[number])
-
-    return callback
-
-
 def run_study(
     spec: StudySpec,
     *,
@@ -118,7 +58,7 @@ def run_study(
     storage_url: str | None = None,
     data_dir: Path | None = None,
     enqueue: list[dict[str, Any]] = (),
-    progress: bool = True,
+    progress: bool | None = None,
     command: str | None = None,
     workers: int = 1,
     artifact_dir: Path | None = None,
@@ -132,7 +72,8 @@ def run_study(
         storage_url: an Optuna storage URL (see ``genopt.storage``); default ``sqlite:///storage/genopt.db``.
         data_dir: a folder of IDX files to use instead of the named dataset's sources.
         enqueue: parameter sets to try first, as baselines trained to the full budget (never pruned).
-        progress: show a bar over trials with the best FID so far (a line per trial is printed anyway).
+        progress: show a bar over trials (default: when stderr is a terminal); a line per
+            trial is printed anyway.
         command: the command line that makes this study, written into the study note.
         workers: processes that share the ``trials`` (each gets its share of CPU threads, or a GPU).
         artifact_dir: the artifact store's folder (default ``storage/artifacts``).
@@ -157,7 +98,7 @@ def run_study(
     except KeyError:
         existing = None
     if existing is not None:
-        _check_resumable(existing, spec, dataset.sha256)
+        check_resumable(existing, spec, dataset.sha256)
     n_existing = len(existing.trials) if existing is not None else 0
 
     device = default_device()
@@ -167,23 +108,25 @@ def run_study(
     study = optuna.create_study(
         study_name=study_name,
         storage=storage,
-        sampler=_sampler(spec, n_existing),
-        pruner=_pruner(spec),
+        sampler=make_sampler(spec, n_existing=n_existing),
+        pruner=make_pruner(spec),
         direction="minimize",
         load_if_exists=True,
     )
     if existing is None:
-        study.set_user_attr("spec", _as_json(spec.to_dict()))
-        study.set_user_attr(
-            "dataset", {"name": dataset.name, "source": dataset.source, "sha256": dataset.sha256}
-        )
-        study.set_user_attr("fid_floor", floor)
-        study.set_user_attr("feature_net_validation_accuracy", evaluator.validation_accuracy)
+        study.set_user_attr(SPEC_ATTR, plain(spec.to_dict()))
+        study.set_user_attr(DATASET_ATTR, dataset_record(dataset, data_dir))
+        folder = Path(artifact_dir or paths.artifacts_dir()).resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        study.set_user_attr(ARTIFACT_DIR_ATTR, str(folder))
+        study.set_user_attr(FID_FLOOR_ATTR, floor)
+        study.set_user_attr(FEATURE_ACCURACY_ATTR, evaluator.validation_accuracy)
     if not optuna_dashboard.get_note(study):
         optuna_dashboard.save_note(study, study_note(study_name, study.user_attrs, command))
     for params in enqueue:
         study.enqueue_trial(params, user_attrs={BASELINE_ATTR: True})
 
+    artifact_dir = study_artifact_dir(study, artifact_dir)
     if workers == 1:
         store = artifact_store(artifact_dir)
         objective = Objective(spec, dataset, evaluator, store, device)
@@ -202,7 +145,7 @@ def run_study(
 
 
 def optimize(
-    study: optuna.Study, objective: Objective, *, trials: int, store, keep: int, progress: bool
+    study: optuna.Study, objective: Objective, *, trials: int, store, keep: int, progress: bool | None
 ) -> None:
     """Run ``trials`` trials of ``study`` in this process; a trial out of memory fails alone."""
     # The per-trial lines below replace Optuna's own log line per trial.
@@ -214,18 +157,10 @@ def optimize(
                 objective,
                 n_trials=trials,
                 catch=(torch.OutOfMemoryError,),
-                callbacks=[_retain_best(store, keep), progress_callback],
+                callbacks=[retain_best(store, keep), progress_callback],
             )
     finally:
         optuna.logging.set_verbosity(verbosity)
-
-
-def stored_spec(study: optuna.Study) -> StudySpec:
-    """The spec a study was made with, read back from its user attributes."""
-    raw = study.user_attrs.get("spec")
-    if raw is None:
-        raise GenoptError(f"study {study.study_name!r} was not made by genopt study: it has no stored spec")
-    return StudySpec.from_dict(raw)
 
 
 def run_worker(
@@ -236,7 +171,7 @@ def run_worker(
     data_dir: Path | None = None,
     artifact_dir: Path | None = None,
     worker: int = 0,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> StudyResult:
     """Join the existing study ``study_name`` and run ``trials`` of its trials in this process.
 
@@ -250,13 +185,13 @@ def run_worker(
         raise GenoptError(f"the number of trials must be a positive integer, got {trials!r}")
     study = load_existing_study(study_name, storage_url)
     spec = stored_spec(study)
-    dataset = load_dataset(spec.dataset, data_dir=data_dir)
-    _check_resumable(study, spec, dataset.sha256)
+    dataset = study_dataset(study, data_dir)
+    check_resumable(study, spec, dataset.sha256)
     device = default_device()
     evaluator = FidEvaluator(dataset, device=device)
-    study.sampler = _sampler(spec, len(study.trials), worker)
-    study.pruner = _pruner(spec)
-    store = artifact_store(artifact_dir)
+    study.sampler = make_sampler(spec, n_existing=len(study.trials), worker=worker)
+    study.pruner = make_pruner(spec)
+    store = artifact_store(study_artifact_dir(study, artifact_dir))
     objective = Objective(spec, dataset, evaluator, store, device)
     optimize(study, objective, trials=trials, store=store, keep=spec.keep_checkpoints, progress=progress)
     return StudyResult(study, evaluator.floor(), evaluator.validation_accuracy)

@@ -9,8 +9,9 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
+from genopt.ensemble.export import load_ensemble
 from genopt.errors import GenoptError
-from genopt.export import _atomic_write, load_ensemble
+from genopt.files import atomic_write
 
 
 def sample_grid(
@@ -53,5 +54,5 @@ def sample_grid(
         columns = math.ceil(math.sqrt(n))
     buffer = io.BytesIO()
     save_image(images, buffer, nrow=columns, padding=2, pad_value=1.0, format="png")
-    _atomic_write(out, buffer.getvalue())
+    atomic_write(out, buffer.getvalue())
     return out

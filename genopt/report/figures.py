@@ -7,22 +7,32 @@ the study predates sample grids.
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
-import torch
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from genopt import paths
-from genopt.models import Generator, GeneratorConfig
-from genopt.objective import CHECKPOINT_ATTR, SAMPLES_ATTR
-from genopt.report_html import render_html
-from genopt.samples import save_grid
-from genopt.storage import artifact_store, load_existing_study
+from genopt.ensemble.export import Description, default_path, read_description
+from genopt.errors import GenoptError
+from genopt.grid import save_grid
+from genopt.report.html import render_html
+from genopt.study.artifacts import CHECKPOINT_ATTR, SAMPLES_ATTR, load_checkpoint
+from genopt.study.progress import best_trial
+from genopt.study.storage import load_existing_study
+from genopt.study.stored import stored_spec, study_artifact_store
+
+_TARGETS = {"fid": "FID", "intra_fid": "intra-FID"}
+
+
+def stored_objective(study: optuna.Study) -> str:
+    """The study's objective (studies made before objectives were chosen were scored by FID)."""
+    try:
+        return stored_spec(study).objective_name
+    except GenoptError:
+        return "fid"
 
 
 @dataclass(frozen=True)
@@ -38,23 +48,25 @@ FIGURES = {
     "history": Figure(
         "optimization-history.png",
         "Optimization history",
-        "Each complete trial's final validation FID and the best so far, by trial number (lower is better).",
+        "Each complete trial's value (its best epoch's validation objective) and the best so far, by trial "
+        "number (lower is better).",
     ),
     "curves": Figure(
         "fid-per-epoch.png",
-        "Validation FID per epoch",
-        "Every trial's FID after each epoch (its "
+        "Validation objective per epoch",
+        "Every trial's objective after each epoch (its "
         "intermediate values); pruned trials' lines stop at the epoch Hyperband stopped them.",
     ),
     "importances": Figure(
         "param-importances.png",
         "Parameter importances",
-        "How much of the variation in final FID each parameter explains over the complete trials (fANOVA).",
+        "How much of the variation in the objective each parameter explains over the complete trials "
+        "(fANOVA).",
     ),
     "slice": Figure(
         "fid-vs-params.png",
-        "FID against each parameter",
-        "Final FID of every complete trial against each parameter's value; colour is the trial number.",
+        "Objective against each parameter",
+        "The value of every complete trial against each parameter's value; colour is the trial number.",
     ),
     "samples": Figure(
         "best-samples.png", "The best trial's samples", "Fixed noise; for a cGAN one row per class."
@@ -62,22 +74,33 @@ FIGURES = {
 }
 
 
-def write_report(*, study_name: str, storage_url: str | None = None, out_dir: Path | None = None) -> Path:
+def write_report(
+    *,
+    study_name: str,
+    storage_url: str | None = None,
+    out_dir: Path | None = None,
+    artifact_dir: Path | None = None,
+    export: Path | None = None,
+) -> Path:
     """Write ``out_dir/index.html`` and its figures for ``study_name``; return the HTML's path.
 
     Args:
         study_name: the study to report on.
         storage_url: an Optuna RDB URL; default ``sqlite:///storage/genopt.db``.
         out_dir: the report folder; default ``storage/reports/<study>``.
+        artifact_dir: the study's artifact store, when it moved; default the one it wrote to.
+        export: the study's ensemble export (``.pt``); default ``storage/exports/<study>.pt``.
 
     Raises:
         GenoptError: the storage cannot be opened or holds no such study.
     """
     study = load_existing_study(study_name, storage_url)
+    store = study_artifact_store(study, artifact_dir)
     out_dir = Path(out_dir) if out_dir is not None else paths.reports_dir() / study_name
     out_dir.mkdir(parents=True, exist_ok=True)
 
     made, missing = {}, {}
+    target = "validation " + _TARGETS.get(stored_objective(study), "FID")
     for key, render in (
         ("history", _history),
         ("curves", _curves),
@@ -85,12 +108,14 @@ def write_report(*, study_name: str, storage_url: str | None = None, out_dir: Pa
         ("slice", _slice),
     ):
         try:
-            render(study, out_dir / FIGURES[key].file)
+            render(study, out_dir / FIGURES[key].file, target)
             made[key] = FIGURES[key]
         except (ValueError, RuntimeError) as exc:  # too few complete trials, no parameters, ...
             missing[key] = f"{FIGURES[key].title}: not drawn ({exc})"
-    best = _best(study)
-    reason = _best_samples(best, out_dir / FIGURES["samples"].file) if best else "no complete trial yet"
+    best = best_trial(study)
+    reason = (
+        _best_samples(best, store, out_dir / FIGURES["samples"].file) if best else "no complete trial yet"
+    )
     if reason is None:
         made["samples"] = FIGURES["samples"]
     else:
@@ -103,32 +128,25 @@ def write_report(*, study_name: str, storage_url: str | None = None, out_dir: Pa
         best=best,
         figures=list(made.values()),
         missing=list(missing.values()),
-        ensemble=read_export(paths.exports_dir() / f"{study_name}.json"),
+        ensemble=_export(Path(export) if export is not None else default_path(study_name)),
     )
     index = out_dir / "index.html"
     index.write_text(html)
     return index
 
 
-def read_export(path: Path) -> dict[str, Any] | None:
-    """An ensemble export as a dict, ``{"error": ...}`` when unreadable, None when there is none."""
-    if not path.is_file():
+def _export(path: Path) -> Description | str | None:
+    """The export's description, why it cannot be read, or None when there is none."""
+    if not path.with_suffix(".json").is_file():
         return None
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        return {"error": f"cannot read {path}: {exc}"}
-    return data if isinstance(data, dict) else {"error": f"{path} is not a JSON object"}
+        return read_description(path)
+    except GenoptError as exc:
+        return str(exc)
 
 
-def _best(study: optuna.Study) -> FrozenTrial | None:
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return min(complete, key=lambda t: t.value) if complete else None
-
-
-def _best_samples(best: FrozenTrial, path: Path) -> str | None:
+def _best_samples(best: FrozenTrial, store, path: Path) -> str | None:
     """Write the best trial's sample grid to ``path``; None on success, else why not."""
-    store = artifact_store()
     samples_id = best.user_attrs.get(SAMPLES_ATTR)
     checkpoint_id = best.user_attrs.get(CHECKPOINT_ATTR)
     if samples_id is not None:
@@ -141,12 +159,12 @@ def _best_samples(best: FrozenTrial, path: Path) -> str | None:
     if checkpoint_id is not None:
         try:
             with store.open_reader(checkpoint_id) as f:
-                checkpoint = torch.load(f, weights_only=True, map_location="cpu")
+                generator, _ = load_checkpoint(f, name=f"trial {best.number}'s checkpoint")
+        except GenoptError as exc:
+            return str(exc)
         except Exception:
-            return f"trial {best.number}'s sample grid and checkpoint are not in {paths.artifacts_dir()}"
-        generator = Generator(GeneratorConfig.from_dict(checkpoint["generator_config"]))
-        generator.load_state_dict(checkpoint["state_dict"])
-        save_grid(generator.eval(), path)
+            return f"trial {best.number}'s sample grid and checkpoint are not in its artifact store"
+        save_grid(generator, path)
         return None
     return f"trial {best.number} has no stored sample grid or checkpoint"
 
@@ -172,13 +190,13 @@ def _save(axes, path: Path, size: tuple[float, float] = (9, 5)) -> None:
     plt.close(figure)
 
 
-def _history(study: optuna.Study, path: Path) -> None:
+def _history(study: optuna.Study, path: Path, target: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _save(_plots().plot_optimization_history(study, target_name="validation FID"), path)
+        _save(_plots().plot_optimization_history(study, target_name=target), path)
 
 
-def _curves(study: optuna.Study, path: Path) -> None:
+def _curves(study: optuna.Study, path: Path, target: str) -> None:
     from matplotlib.ticker import MaxNLocator
 
     with warnings.catch_warnings():
@@ -186,19 +204,19 @@ def _curves(study: optuna.Study, path: Path) -> None:
         axes = _plots().plot_intermediate_values(study)
         axes.set_xlabel("epoch")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.set_ylabel("validation FID")
+        axes.set_ylabel(target)
         _save(axes, path)
 
 
-def _importances(study: optuna.Study, path: Path) -> None:
+def _importances(study: optuna.Study, path: Path, target: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _save(_plots().plot_param_importances(study, target_name="validation FID"), path, (8, 3.5))
+        _save(_plots().plot_param_importances(study, target_name=target), path, (8, 3.5))
 
 
-def _slice(study: optuna.Study, path: Path) -> None:
+def _slice(study: optuna.Study, path: Path, target: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        axes = _plots().plot_slice(study, target_name="validation FID")
+        axes = _plots().plot_slice(study, target_name=target)
         columns = len(axes.flat) if hasattr(axes, "flat") else 1
         _save(axes, path, (4 * columns, 4))

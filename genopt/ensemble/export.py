@@ -12,8 +12,6 @@ import datetime
 import hashlib
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -23,8 +21,10 @@ import torch
 from torch import nn
 
 from genopt import paths
-from genopt.ensemble import EnsembleBuild, EnsembleGenerator, build_ensemble
+from genopt.ensemble.build import EnsembleBuild, build_ensemble
+from genopt.ensemble.generator import EnsembleGenerator
 from genopt.errors import GenoptError
+from genopt.files import atomic_write, plain
 from genopt.models import Generator, GeneratorConfig
 
 FORMAT = "genopt-ensemble/1"
@@ -36,32 +36,6 @@ def _version() -> str:
         return importlib_metadata.version("genopt")
     except importlib_metadata.PackageNotFoundError:
         return "unknown"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        # mkstemp makes the file private (0600); an export is for sharing, so honour the umask.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _plain(value: Any) -> Any:
-    """Tuples as lists, so the JSON and the checkpoint's metadata compare equal."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def program_inputs(ensemble: EnsembleGenerator) -> list[dict[str, Any]]:
@@ -82,15 +56,15 @@ def _checkpoint(build: EnsembleBuild) -> dict[str, Any]:
     ensemble = build.ensemble
     members = [
         {
-            "generator_config": _plain(g.config.to_dict()),
+            "generator_config": plain(g.config.to_dict()),
             "state_dict": {k: v.detach().cpu().clone() for k, v in g.state_dict().items()},
             "weight": w,
             "trial_number": m.trial_number,
-            "fid_validation": m.fid_validation,
+            "value": m.value,
         }
         for g, w, m in zip(ensemble.members, ensemble.weights, build.chosen, strict=True)
     ]
-    return _plain(build.metadata) | {
+    return plain(build.metadata) | {
         "format": FORMAT,
         "mode": ensemble.mode,
         "image_shape": list(ensemble.image_shape),
@@ -144,7 +118,7 @@ def export_program(ensemble: EnsembleGenerator, *, path: str | Path) -> str:
     program = torch.export.export(_Program(ensemble), example, dynamic_shapes=dynamic_shapes)
     buffer = io.BytesIO()
     torch.export.save(program, buffer)
-    _atomic_write(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue())
     return hashlib.sha256(buffer.getvalue()).hexdigest()
 
 
@@ -160,7 +134,7 @@ def save_ensemble(build: EnsembleBuild, *, path: str | Path, torch_export: bool 
     torch.save(checkpoint, buffer)
     data = buffer.getvalue()
     described = _described(checkpoint) | {"file": path.name, "sha256": hashlib.sha256(data).hexdigest()}
-    _atomic_write(path, data)
+    atomic_write(path, data)
     if torch_export:
         program_path = path.with_suffix(".pt2")
         sha256 = export_program(build.ensemble, path=program_path)
@@ -169,7 +143,7 @@ def save_ensemble(build: EnsembleBuild, *, path: str | Path, torch_export: bool 
             "sha256": sha256,
             "inputs": program_inputs(build.ensemble),
         }
-    _atomic_write(path.with_suffix(".json"), (json.dumps(described, indent=2) + "\n").encode())
+    atomic_write(path.with_suffix(".json"), (json.dumps(described, indent=2) + "\n").encode())
     return described
 
 
@@ -207,6 +181,73 @@ def load_ensemble(path: str | Path) -> EnsembleGenerator:
     return _ensemble_of(checkpoint)
 
 
+@dataclass(frozen=True)
+class Description:
+    """An export's JSON, as ``save_ensemble`` writes it and ``read_description`` reads it back.
+
+    Attributes:
+        study: the study the members came from.
+        mode: ``mean`` or ``mixture``.
+        objective: the score that chose the members and weights (exports made before genopt
+            scored cGANs by intra-FID chose by ``fid``).
+        scores: ``{"best_single" | "mean" | "mixture": {"validation" | "test": {score: value}}}``.
+        members: ``(trial number, weight)`` of each member of the exported ensemble.
+        best_single_trial: the candidate with the best validation objective.
+        fid_samples: generated images per evaluation.
+        file: the checkpoint's file name; sha256: its digest.
+        program: the ``.pt2`` program's file name, when one was written.
+        raw: the whole JSON.
+    """
+
+    study: str
+    mode: str
+    objective: str
+    scores: dict[str, dict[str, dict[str, float]]]
+    members: list[tuple[int, float]]
+    best_single_trial: int
+    fid_samples: int
+    file: str
+    sha256: str
+    program: str | None
+    raw: dict[str, Any]
+
+
+def read_description(path: str | Path) -> Description:
+    """The JSON beside an export (``<name>.json``), checked and typed.
+
+    Raises:
+        GenoptError: the file is missing, is not JSON, or lacks a field an export has.
+    """
+    path = Path(path).with_suffix(".json")
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GenoptError(f"no export description at {path}: make one with `genopt ensemble`") from None
+    except (OSError, ValueError) as exc:
+        raise GenoptError(f"cannot read {path}: {exc}") from None
+    try:
+        # Exports made before class-aware scores held one FID per split.
+        scores = {
+            name: {split: v if isinstance(v, dict) else {"fid": v} for split, v in by_split.items()}
+            for name, by_split in raw["scores"].items()
+        }
+        return Description(
+            study=raw["study"],
+            mode=raw["mode"],
+            objective=raw.get("objective", "fid"),
+            scores=scores,
+            members=[(int(m["trial_number"]), float(m["weight"])) for m in raw["members"]],
+            best_single_trial=int(raw["best_single_trial"]),
+            fid_samples=int(raw["fid_samples"]),
+            file=raw["file"],
+            sha256=raw["sha256"],
+            program=(raw.get("program") or {}).get("file"),
+            raw=raw,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise GenoptError(f"{path} is not a {FORMAT} description (bad or missing {exc})") from None
+
+
 def default_path(study_name: str) -> Path:
     """``storage/exports/<study>.pt``, the study name made safe for a file name."""
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in study_name)
@@ -231,6 +272,8 @@ def export_ensemble(
     out: str | Path | None = None,
     torch_export: bool = False,
     fid_samples: int | None = None,
+    data_dir: Path | None = None,
+    artifact_dir: Path | None = None,
 ) -> Export:
     """Build the study's ensemble (``genopt.ensemble.build_ensemble``) and save it.
 
@@ -248,7 +291,13 @@ def export_ensemble(
     if not path.parent.is_dir() and out is not None:
         raise GenoptError(f"--out: folder {path.parent} does not exist")
     build = build_ensemble(
-        study_name=study_name, top_k=top_k, mode=mode, storage_url=storage_url, fid_samples=fid_samples
+        study_name=study_name,
+        top_k=top_k,
+        mode=mode,
+        storage_url=storage_url,
+        fid_samples=fid_samples,
+        data_dir=data_dir,
+        artifact_dir=artifact_dir,
     )
     description = save_ensemble(build, path=path, torch_export=torch_export)
     return Export(build, path, description)

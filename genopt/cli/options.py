@@ -1,0 +1,42 @@
+"""Argument types and options that several subcommands share."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1, else one line naming the value."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def add_storage(parser: argparse.ArgumentParser) -> None:
+    """The ``--storage URL`` option, with the same default and help everywhere."""
+    parser.add_argument("--storage", help="Optuna storage URL (default sqlite:///storage/genopt.db)")
+
+
+def add_artifact_dir(parser: argparse.ArgumentParser, *, writes: bool = False) -> None:
+    """The ``--artifact-dir DIR`` option: where trials store (or stored) their checkpoints and grids."""
+    help_text = (
+        "artifact store folder (default storage/artifacts)"
+        if writes
+        else "the study's artifact store, if it moved (default: the folder the study wrote to)"
+    )
+    parser.add_argument("--artifact-dir", type=Path, help=help_text)
+
+
+def add_data_dir(parser: argparse.ArgumentParser, *, writes: bool = False) -> None:
+    """The ``--data-dir DIR`` option: a folder with the four IDX files."""
+    help_text = (
+        "a folder with the four IDX files to use instead"
+        if writes
+        else "the study's IDX folder, if it moved (default: where the study found its data)"
+    )
+    parser.add_argument("--data-dir", type=Path, help=help_text)

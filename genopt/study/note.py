@@ -1,0 +1,103 @@
+"""The study note optuna-dashboard shows above a study: what was searched, on what, and how to read it.
+
+A pure function of the study's user attributes, so the note and the stored facts cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from genopt.spec import StudySpec
+from genopt.study.stored import DATASET_ATTR, FEATURE_ACCURACY_ATTR, FID_FLOOR_ATTR, SPEC_ATTR
+
+
+def study_note(study_name: str, user_attrs: dict[str, Any], command: str | None = None) -> str:
+    """The note's Markdown for a study made by genopt.
+
+    Args:
+        study_name: the study's name.
+        user_attrs: the study's user attributes (``spec``, ``dataset``, ``fid_floor``,
+            ``feature_net_validation_accuracy``) as ``run_study`` stores them.
+        command: the command line that made the study; left out when unknown.
+    """
+    spec = user_attrs.get(SPEC_ATTR, {})
+    objective = StudySpec.from_dict(spec).objective_name if spec else "fid"
+    dataset = user_attrs.get(DATASET_ATTR, {})
+    floor = user_attrs.get(FID_FLOOR_ATTR)
+    accuracy = user_attrs.get(FEATURE_ACCURACY_ATTR)
+    lines = [
+        f"## {study_name}",
+        "",
+        f"A {spec.get('model', '?')} on **{dataset.get('name', '?')}**, scored by validation "
+        f"{_OBJECTIVES[objective]} (lower is better) after every epoch, up to {spec.get('max_epochs', '?')} "
+        "epochs a trial; a trial's value is its best epoch's.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| dataset | {dataset.get('name', '?')} |",
+        f"| source | `{dataset.get('source', '?')}` |",
+        f"| sha256 | `{dataset.get('sha256', '?')}` |",
+        f"| feature network validation accuracy | {_fmt(accuracy, '.4f')} |",
+        f"| FID floor (validation vs test) | {_fmt(floor, '.2f')} |",
+        "",
+        "### How to read the numbers",
+        "",
+        "- FID is computed in the 128-d features of a small CNN trained on the training split, between "
+        f"{spec.get('fid_samples', '?')} generated images and the validation split. It is **not** "
+        "comparable with published Inception-FID figures; compare trials of this study with each other.",
+        f"- The floor ({_fmt(floor, '.2f')}) is what two real samples score: no generator can be expected "
+        "to go below it.",
+        "- A cGAN is also scored by **label accuracy** (how often the feature network, a classifier, "
+        "sees the class it asked for) and **intra-FID** (FID within each class, averaged): pooled FID "
+        "cannot see a cGAN that ignores its label, intra-FID can.",
+        "- A trial's intermediate values are its per-epoch objective. PRUNED trials were stopped early by "
+        "Hyperband (or diverged: see their `stop_reason`); their curves end early.",
+        "- Every trial has a sample grid (`samples`, fixed noise, one row per class for a cGAN) and its "
+        "per-epoch losses and scores (`history_csv`) among its artifacts; the best ones also keep a "
+        "generator `checkpoint`.",
+    ]
+    if command:
+        lines += ["", "### Reproduce", "", "```sh", command, "```"]
+    lines += ["", "### Spec", "", "```json", json.dumps(spec, indent=1, sort_keys=True), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return format(value, spec) if isinstance(value, int | float) else "?"
+
+
+_OBJECTIVES = {"fid": "FID", "intra_fid": "intra-FID (FID per class, averaged)"}
+
+
+def reproduce_command(
+    spec: StudySpec,
+    *,
+    study_name: str,
+    trials: int,
+    spec_path: Path | None = None,
+    data_dir: Path | None = None,
+    storage_url: str | None = None,
+    artifact_dir: Path | None = None,
+    enqueue: Sequence[str] = (),
+) -> str:
+    """The ``genopt study`` line that makes this study again, every budget spelled out."""
+    words = ["genopt", "study", "--model", spec.model, "--dataset", spec.dataset, "--study", study_name]
+    if spec_path is not None:
+        words += ["--spec", str(spec_path)]
+    if data_dir is not None:
+        words += ["--data-dir", str(data_dir)]
+    if storage_url is not None:
+        words += ["--storage", storage_url]
+    if artifact_dir is not None:
+        words += ["--artifact-dir", str(artifact_dir)]
+    words += ["--trials", str(trials), "--epochs", str(spec.max_epochs), "--seed", str(spec.seed)]
+    words += ["--fid-samples", str(spec.fid_samples)]
+    if spec.train_limit is not None:
+        words += ["--train-limit", str(spec.train_limit)]
+    for text in enqueue:
+        words += ["--enqueue", text]
+    return shlex.join(words)

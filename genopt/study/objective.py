@@ -1,0 +1,182 @@
+"""The Optuna objective: choose parameters, train, score every epoch, keep the best epoch.
+
+Choosing (``suggest``) and building (``StudySpec.run_config``) stay apart, so the best generator
+can be rebuilt from a trial's stored parameters alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import torch
+
+from genopt.data import Dataset
+from genopt.metrics import EVAL_NOISE_SEED, FidEvaluator, Scores
+from genopt.models import Generator
+from genopt.spec import SEARCHABLE, StudySpec
+from genopt.study import artifacts as A
+from genopt.train import EpochStats, train
+
+# The constraint's name among the trial's constraints (feasible when its value is <= 0).
+LABEL_ACCURACY_CONSTRAINT = "min_label_accuracy"
+
+
+def suggest(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
+    """The parameters this trial tries, one per entry of the spec's search space."""
+    params: dict[str, Any] = {}
+    for p in spec.params:
+        if p.choices is not None:
+            params[p.name] = trial.suggest_categorical(p.name, list(p.choices))
+        elif SEARCHABLE[p.name] is int:
+            params[p.name] = trial.suggest_int(p.name, p.low, p.high, log=p.log)
+        else:
+            params[p.name] = trial.suggest_float(p.name, p.low, p.high, log=p.log)
+    return params
+
+
+def trial_seed(spec: StudySpec, number: int) -> int:
+    """Each trial's own training seed, recorded with it: same study seed and number, same run."""
+    return spec.seed * 1_000_003 + number
+
+
+def evaluate_generator(evaluator: FidEvaluator, generator: Generator, n: int) -> Scores:
+    """Every score of ``generator`` on n samples drawn from the fixed evaluation noise."""
+    noise = torch.Generator().manual_seed(EVAL_NOISE_SEED)  # CPU noise: the same on every device
+    return evaluator.evaluate(
+        lambda labels: generator.sample(labels, generator=noise),
+        n,
+        conditional=generator.config.num_classes > 0,
+    )
+
+
+@dataclass
+class _Chosen:
+    """The epoch a trial is scored by, with a copy of that epoch's generator."""
+
+    epoch: int
+    value: float
+    scores: Scores
+    state: dict[str, torch.Tensor]
+
+
+class Objective:
+    """Callable objective for ``study.optimize``; one instance serves every trial of a run."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        dataset: Dataset,
+        evaluator: FidEvaluator,
+        store: optuna.artifacts.FileSystemArtifactStore,
+        device: torch.device,
+    ):
+        self.spec = spec
+        self.dataset = dataset
+        self.evaluator = evaluator
+        self.store = store
+        self.device = device
+
+    def scores(self, generator: Generator) -> Scores:
+        """The generator's scores on the study's evaluation budget."""
+        return evaluate_generator(self.evaluator, generator, self.spec.fid_samples)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt:
+            # Optuna records the trial as FAIL on the way out; the reason says it was Ctrl-C.
+            trial.set_user_attr(A.INTERRUPTED_ATTR, "interrupted")
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float:
+        start = time.perf_counter()
+        spec = self.spec
+        seed = trial_seed(spec, trial.number)
+        config = spec.run_config(suggest(trial, spec), seed=seed)
+        baseline = bool(trial.user_attrs.get(A.BASELINE_ATTR))
+        objective = spec.objective_name
+        history: list[dict[str, Any]] = []
+        chosen: _Chosen | None = None
+
+        def on_epoch(generator: Generator, stats: EpochStats) -> str | None:
+            nonlocal chosen
+            scores = self.scores(generator)
+            history.append(_history_row(stats, scores))
+            value = scores.get(objective)
+            if not math.isfinite(value):
+                return f"non-finite validation {objective} at epoch {stats.epoch}"
+            # Training drifts: the trial keeps its best epoch's generator unless the spec says "last".
+            if chosen is None or spec.select_epoch == "last" or value < chosen.value:
+                state = {k: v.detach().clone() for k, v in generator.state_dict().items()}
+                chosen = _Chosen(stats.epoch, value, scores, state)
+            trial.report(value, stats.epoch)
+            # A trial that has run its whole budget is finished: pruning it would save nothing.
+            last = stats.epoch == config.epochs
+            if not baseline and not last and trial.should_prune():
+                return f"pruned at epoch {stats.epoch}"
+            return None
+
+        result = train(config, self.dataset, on_epoch=on_epoch, device=self.device)
+        generator = result.generator
+        if chosen is not None:
+            generator = copy.deepcopy(generator)
+            generator.load_state_dict(chosen.state)
+        self._record(trial, seed, start, result, history, chosen)
+        A.upload_trial_artifacts(trial, self.store, generator, history)
+        if result.stop_reason is not None:
+            # Divergence and pruning both end the trial as PRUNED; the reason says which.
+            trial.set_user_attr(A.STOP_REASON_ATTR, result.stop_reason)
+            raise optuna.TrialPruned(result.stop_reason)
+
+        if spec.min_label_accuracy is not None:
+            accuracy = chosen.scores.label_accuracy
+            # Optuna 5's trial constraint (its samplers' constraints_func is deprecated): feasible <= 0.
+            trial.set_constraint(LABEL_ACCURACY_CONSTRAINT, spec.min_label_accuracy - accuracy)
+            if accuracy < spec.min_label_accuracy:
+                trial.set_user_attr(A.INFEASIBLE_ATTR, True)
+                return chosen.value  # no checkpoint: it can never become an ensemble member
+        A.upload_checkpoint(
+            trial,
+            self.store,
+            generator,
+            run_config=dataclasses.asdict(config),
+            epoch=chosen.epoch,
+            scores=chosen.scores.as_dict(),
+            fid_validation=chosen.scores.fid,
+            trial_number=trial.number,
+            study=trial.study.study_name,
+            dataset=self.dataset.name,
+            dataset_sha256=self.dataset.sha256,
+        )
+        return chosen.value
+
+    def _record(self, trial, seed, start, result, history, chosen: _Chosen | None) -> None:
+        trial.set_user_attr(A.SEED_ATTR, seed)
+        trial.set_user_attr(A.EPOCHS_ATTR, len(result.epochs))
+        trial.set_user_attr(A.WALL_SECONDS_ATTR, round(time.perf_counter() - start, 2))
+        trial.set_user_attr(A.IMAGES_PER_SECOND_ATTR, round(result.images_per_second, 1))
+        trial.set_user_attr(A.LOSS_HISTORY_ATTR, [[e.d_loss, e.g_loss] for e in result.epochs])
+        for name in A.SCORE_NAMES:
+            values = [row[name] for row in history if name in row]
+            if values:
+                trial.set_user_attr(A.history_attr(name), values)
+        if chosen is not None:
+            trial.set_user_attr(A.BEST_EPOCH_ATTR, chosen.epoch)
+            for name, value in chosen.scores.as_dict().items():
+                trial.set_user_attr(name, value)
+
+
+def _history_row(stats: EpochStats, scores: Scores) -> dict[str, Any]:
+    return {
+        "epoch": stats.epoch,
+        "d_loss": stats.d_loss,
+        "g_loss": stats.g_loss,
+        **scores.as_dict(),
+        "seconds": stats.seconds,
+    }

@@ -1,0 +1,88 @@
+"""What a stored study remembers about how it was made: its spec, its data and its artifact store.
+
+``genopt ensemble`` and ``genopt report`` read a study made earlier, maybe with ``--data-dir`` and
+``--artifact-dir``: they find both here, and the user may point them elsewhere (the same data
+moved, another mount of the same store). Data whose sha256 differs from the study's is refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from genopt.data import Dataset, load_dataset
+from genopt.errors import GenoptError
+from genopt.spec import StudySpec
+from genopt.study.storage import artifact_store
+
+SPEC_ATTR = "spec"
+DATASET_ATTR = "dataset"
+ARTIFACT_DIR_ATTR = "artifact_dir"
+FID_FLOOR_ATTR = "fid_floor"
+FEATURE_ACCURACY_ATTR = "feature_net_validation_accuracy"
+
+
+def dataset_record(dataset: Dataset, data_dir: Path | None) -> dict[str, Any]:
+    """The study attribute that names its data: name, source, sha256 and the folder it came from."""
+    record = {"name": dataset.name, "source": dataset.source, "sha256": dataset.sha256}
+    if data_dir is not None:
+        record["data_dir"] = str(Path(data_dir).resolve())
+    return record
+
+
+def stored_spec(study: optuna.Study) -> StudySpec:
+    """The spec a study was made with, read back from its user attributes.
+
+    Raises:
+        GenoptError: the study was not made by ``genopt study``.
+    """
+    raw = study.user_attrs.get(SPEC_ATTR)
+    if raw is None:
+        raise GenoptError(f"study {study.study_name!r} was not made by genopt study: it has no stored spec")
+    return StudySpec.from_dict(raw)
+
+
+def study_dataset(study: optuna.Study, data_dir: Path | None = None) -> Dataset:
+    """The study's own data: from ``data_dir`` when given, else from where the study found it.
+
+    Raises:
+        GenoptError: the data cannot be found, or its sha256 is not the study's.
+    """
+    record = study.user_attrs.get(DATASET_ATTR, {})
+    name = record.get("name", "mnist")
+    if data_dir is None and record.get("data_dir"):
+        data_dir = Path(record["data_dir"])
+        if not data_dir.is_dir():
+            raise GenoptError(
+                f"study {study.study_name!r} was made on data in {data_dir}, which is gone: "
+                "pass --data-dir with the same IDX files"
+            )
+    dataset = load_dataset(name, data_dir=data_dir)
+    if record.get("sha256") not in (None, dataset.sha256):
+        raise GenoptError(
+            f"study {study.study_name!r} was made on other data than {dataset.source} (sha256 differs): "
+            "pass --data-dir with the study's own IDX files"
+        )
+    return dataset
+
+
+def study_artifact_dir(study: optuna.Study, artifact_dir: Path | None = None) -> Path | None:
+    """``artifact_dir`` when given, else the folder the study's trials wrote to (None: the default)."""
+    if artifact_dir is not None:
+        return Path(artifact_dir)
+    stored = study.user_attrs.get(ARTIFACT_DIR_ATTR)
+    if stored is None:
+        return None
+    if not Path(stored).is_dir():
+        raise GenoptError(
+            f"study {study.study_name!r} keeps its artifacts in {stored}, which is gone: "
+            "pass --artifact-dir with the folder's new place"
+        )
+    return Path(stored)
+
+
+def study_artifact_store(study: optuna.Study, artifact_dir: Path | None = None):
+    """The artifact store the study's trials wrote to (see ``study_artifact_dir``)."""
+    return artifact_store(study_artifact_dir(study, artifact_dir))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import _common
 import optuna
+from optuna.trial import TrialState
 
 from genopt.study.progress import best_trial
 
@@ -36,11 +37,16 @@ def run(setting: str, seed: int, args, work: Path) -> dict:
     if args.quick:
         budget += ["--epochs", "2", "--train-limit", "5000", "--fid-samples", "2000"]
     env = os.environ | {"OMP_NUM_THREADS": str(args.threads_each)}
+    # An interrupted bench resumes: a study that already holds finished trials only runs the rest,
+    # and the minutes then count the trials' own wall seconds.
+    done = _finished(name, storage)
     start = time.perf_counter()
-    study_cmd = [GENOPT, "study", "--model", "cgan", "--spec", str(SETTINGS[setting]), "--study", name]
-    study_cmd += ["--storage", storage, "--artifact-dir", str(work / f"{name}-artifacts"), *budget]
-    subprocess.run(study_cmd, check=True, env=env, capture_output=True, text=True, cwd=ROOT)
-    study_seconds = time.perf_counter() - start
+    if done < args.trials:
+        budget[1] = str(args.trials - done)
+        study_cmd = [GENOPT, "study", "--model", "cgan", "--spec", str(SETTINGS[setting]), "--study", name]
+        study_cmd += ["--storage", storage, "--artifact-dir", str(work / f"{name}-artifacts"), *budget]
+        subprocess.run(study_cmd, check=True, env=env, capture_output=True, text=True, cwd=ROOT)
+    study_seconds = time.perf_counter() - start if done == 0 else _trial_seconds(name, storage)
     export = work / f"{name}.pt"
     ensemble_cmd = [GENOPT, "ensemble", "--study", name, "--storage", storage, "--out", str(export)]
     subprocess.run(ensemble_cmd, check=True, env=env, capture_output=True, text=True, cwd=ROOT)
@@ -67,6 +73,19 @@ def run(setting: str, seed: int, args, work: Path) -> dict:
     }
 
 
+def _finished(name: str, storage: str) -> int:
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return 0
+    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+
+
+def _trial_seconds(name: str, storage: str) -> float:
+    study = optuna.load_study(study_name=name, storage=storage)
+    return sum(t.user_attrs.get("wall_seconds", 0.0) for t in study.trials)
+
+
 def main() -> None:
     p = _common.parser(__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=2, help="study seeds per setting (default 2)")
@@ -74,12 +93,14 @@ def main() -> None:
     p.add_argument("--parallel", type=int, default=2, help="studies at once (default 2)")
     p.add_argument("--work", type=Path, default=ROOT / "storage/bench/quality", help="databases, exports")
     p.add_argument("--grids", type=Path, default=ROOT / "docs", help="where the sample grids go")
+    p.add_argument("--settings", default=",".join(SETTINGS), help="settings to run (default: all)")
     args = p.parse_args()
     args.trials = args.trials or (3 if args.quick else 20)
     args.threads_each = max(1, (os.cpu_count() or 1) // args.parallel)
     args.work.mkdir(parents=True, exist_ok=True)
     args.grids.mkdir(parents=True, exist_ok=True)
-    jobs = [(s, seed) for seed in range(args.seeds) for s in SETTINGS]
+    settings = args.settings.split(",")
+    jobs = [(s, seed) for seed in range(args.seeds) for s in settings]
     with ThreadPoolExecutor(args.parallel) as pool:
         results = list(pool.map(lambda job: run(*job, args, args.work), jobs))
 

@@ -95,7 +95,7 @@ class RunConfig:
     train_limit: int | None
     precision: str = "fp32"
     ema_decay: float = 0.0
-    conditioning: str = "acgan"
+    conditioning: str = "concat"
     spectral_norm: bool = False
 
 
@@ -114,13 +114,13 @@ class StudySpec:
     beta2: float = 0.999
     train_limit: int | None = None
     precision: str = "fp32"
-    # Generator weight averaging (0 is off) and AC-GAN conditioning: measured in docs/quality.md.
+    # Generator weight averaging (0 is off): measured in docs/quality.md (bench/levers.py).
     ema_decay: float = 0.999
     # [architecture]: the seed's MLPs.
     generator_widths: tuple[int, ...] = (256, 512, 1024)
     discriminator_widths: tuple[int, ...] = (512, 256)
     leaky_slope: float = 0.2
-    conditioning: str = "acgan"
+    conditioning: str = "concat"
     spectral_norm: bool = False
     # [evaluation]
     fid_samples: int = 10_000

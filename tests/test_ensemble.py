@@ -70,20 +70,22 @@ def test_checkpoint_is_plain_tensors_with_its_sha256_and_scores_beside_it(export
     for key in ("genopt_version", "created", "scores", "study", "top_k"):
         assert checkpoint[key] == info[key]
     for scores in info["scores"].values():
-        assert scores["validation"] > 0 and scores["test"] > 0
+        for split in ("validation", "test"):
+            assert scores[split]["fid"] > 0 and scores[split]["intra_fid"] > 0
+            assert 0 <= scores[split]["label_accuracy"] <= 1
+    assert info["objective"] == "intra_fid"  # a cGAN study is chosen by intra-FID
     assert sum(m["weight"] for m in checkpoint["members"]) == pytest.approx(1.0)
-    assert {"generator_config", "state_dict", "trial_number", "fid_validation"} <= set(
-        checkpoint["members"][0]
-    )
+    assert {"generator_config", "state_dict", "trial_number", "value"} <= set(checkpoint["members"][0])
 
-    # The members are the 3 best COMPLETE trials, and their FID from statistics is the trial's own.
+    # The members are the 3 best COMPLETE trials, and their score from statistics is the trial's own.
     trials = optuna.load_study(study_name=STUDY, storage=storage).trials
     best3 = sorted(trials, key=lambda t: t.value)[:3]
     assert [c["trial_number"] for c in info["candidates"]] == [t.number for t in best3]
     assert info["best_single_trial"] == best3[0].number
-    assert info["scores"]["best_single"]["validation"] == pytest.approx(best3[0].value, rel=1e-4)
+    validation = {name: by_split["validation"]["intra_fid"] for name, by_split in info["scores"].items()}
+    assert validation["best_single"] == pytest.approx(best3[0].value, rel=1e-4)
     # Greedy selection never ends above the best single member.
-    assert info["scores"]["mixture"]["validation"] <= info["scores"]["best_single"]["validation"] + 1e-9
+    assert validation["mixture"] <= validation["best_single"] + 1e-9
 
 
 def test_round_trip_in_a_fresh_process_gives_the_same_images_for_the_same_seed(exports, tmp_path):
@@ -136,7 +138,7 @@ def test_torch_export_program_gives_the_same_images_without_genopt(exports, tmp_
         assert torch.equal(torch.load(tmp_path / f"{mode}.pt", weights_only=True), images)
 
 
-def test_auto_exports_the_mode_with_the_lower_validation_fid(storage, tmp_path):
+def test_auto_exports_the_mode_with_the_lower_validation_objective(storage, tmp_path):
     path = tmp_path / "auto.pt"
     result = genopt(
         "ensemble", "--study", STUDY, "--storage", storage, "--top-k", "2", "--fid-samples", "500",
@@ -144,7 +146,7 @@ def test_auto_exports_the_mode_with_the_lower_validation_fid(storage, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     info = described(path)
-    scores = {mode: info["scores"][mode]["validation"] for mode in ("mean", "mixture")}
+    scores = {mode: info["scores"][mode]["validation"]["intra_fid"] for mode in ("mean", "mixture")}
     assert info["mode"] == min(scores, key=scores.get)
     assert not path.with_suffix(".pt2").exists()
 

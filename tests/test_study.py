@@ -44,7 +44,9 @@ def test_study_runs_on_real_mnist_and_resumes(model, tmp_path):
         with store.open_reader(t.user_attrs["checkpoint"]) as f:
             checkpoint = torch.load(f, weights_only=True)
         assert checkpoint["format"] == CHECKPOINT_FORMAT
-        assert checkpoint["fid_validation"] == t.value
+        objective = "intra_fid" if model == "cgan" else "fid"  # the spec's "auto"
+        assert checkpoint["scores"][objective] == t.value == t.user_attrs[objective]
+        assert checkpoint["epoch"] == t.user_attrs["best_epoch"] == 1
         assert checkpoint["generator_config"]["num_classes"] == (10 if model == "cgan" else 0)
         assert checkpoint["generator_config"]["noise_dim"] == t.params["noise_dim"]
 

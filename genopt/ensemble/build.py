@@ -8,12 +8,14 @@ report only.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
+from optuna.artifacts.exceptions import ArtifactNotFound
 
 from genopt.ensemble.generator import MODES, EnsembleGenerator
 from genopt.ensemble.mixture import greedy_mixture, mix_sample_statistics
@@ -64,26 +66,47 @@ class EnsembleBuild:
 def load_members(study: optuna.Study, store, *, top_k: int) -> list[Member]:
     """The ``top_k`` feasible COMPLETE trials with a stored checkpoint, best value first.
 
+    A worker's retention may remove a checkpoint between listing it and reading it (a study still
+    running): that trial is skipped, the next kept one taken in its place, and one line on stderr
+    says so. A checkpoint opened before its removal still reads whole (the file lives on while open).
+
     Raises:
-        GenoptError: no such trial, or a checkpoint that is not a generator's.
+        GenoptError: no such trial (or every one removed while reading), or a checkpoint that is
+            not a generator's.
     """
     kept = kept_checkpoints(study, store)
-    ranked = sorted(kept, key=lambda number: (study.trials[number].value, number))[:top_k]
+    ranked = sorted(kept, key=lambda number: (study.trials[number].value, number))
     if not ranked:
         raise GenoptError(
             f"study {study.study_name!r} has no COMPLETE trial with a stored checkpoint: "
             "run `genopt study` until one completes"
         )
-    members = []
+    members, removed = [], []
     for number in ranked:
+        if len(members) == top_k:
+            break
         name = f"trial {number}'s checkpoint"
         try:
             reader = store.open_reader(kept[number])
-        except Exception:  # removed by a worker's retention since it was listed
-            raise GenoptError(f"{name} was removed while reading it: run genopt ensemble again") from None
+        except ArtifactNotFound:  # removed by a worker's retention since it was listed
+            removed.append(number)
+            continue
         with reader as f:
             generator, _ = load_checkpoint(f, name=name)
         members.append(Member(number, float(study.trials[number].value), generator))
+    if removed:
+        taken = ", ".join(str(m.trial_number) for m in members) or "none"
+        which = ("trial " if len(removed) == 1 else "trials ") + ", ".join(map(str, removed))
+        print(
+            f"genopt ensemble: skipped {which}: checkpoint removed by a worker's retention while "
+            f"reading; members are trials {taken}",
+            file=sys.stderr,
+        )
+    if not members:
+        raise GenoptError(
+            f"every checkpoint of study {study.study_name!r} was removed while reading it: "
+            "run genopt ensemble again"
+        )
     return members
 
 
@@ -127,8 +150,8 @@ def build_ensemble(
     if fid_samples is not None and fid_samples < 2:
         raise GenoptError(f"--fid-samples must be at least 2, got {fid_samples}")
     study = load_existing_study(study_name, storage_url)
-    spec = stored_spec(study)
     members = load_members(study, study_artifact_store(study, artifact_dir), top_k=top_k)
+    spec = stored_spec(study)
     dataset = study_dataset(study, data_dir)
     n = fid_samples or spec.fid_samples
     objective = spec.objective_name

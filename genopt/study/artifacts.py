@@ -2,20 +2,31 @@
 
 One module owns the generator checkpoint format: ``save_checkpoint`` writes it and
 ``load_checkpoint`` is its only reader (the ensemble, the report and warm starts all use it).
+
+Uploads write the file first and name it in the trial afterwards, so a store that fills up (or a
+worker killed mid-write) never leaves a trial pointing at a partial file: the partial file is
+removed, the trial ends FAIL with a one-line ``reason``, and the ``ArtifactStoreFull`` error stops
+the run with the same line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
+import errno
+import json
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Sequence
 from typing import IO, Any
 
 import optuna
 import torch
-from optuna.artifacts import FileSystemArtifactStore
+from optuna.artifacts import ArtifactMeta, FileSystemArtifactStore
+from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX  # where Optuna lists a trial's artifacts
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
@@ -37,8 +48,9 @@ WALL_SECONDS_ATTR = "wall_seconds"
 IMAGES_PER_SECOND_ATTR = "images_per_second"
 LOSS_HISTORY_ATTR = "loss_history"
 STOP_REASON_ATTR = "stop_reason"
-# Why a trial ended as FAIL without an error of its own (Ctrl-C).
-INTERRUPTED_ATTR = "reason"
+# Why a trial ended as FAIL, in one line: "interrupted" (Ctrl-C), or "artifact store full: ...".
+REASON_ATTR = "reason"
+INTERRUPTED_ATTR = REASON_ATTR
 # Scores: "<name>_history" holds every epoch's value, "<name>" the chosen epoch's.
 BEST_EPOCH_ATTR = "best_epoch"
 SCORE_NAMES = ("fid", "intra_fid", "label_accuracy", "class_coverage")
@@ -97,33 +109,84 @@ def write_history(path: str, rows: Sequence[dict[str, Any]]) -> None:
         )
 
 
+class ArtifactStoreFull(GenoptError):
+    """The artifact store's filesystem is full: no later trial could keep its files either."""
+
+
 def upload_trial_artifacts(
     trial: optuna.Trial, store: FileSystemArtifactStore, generator: Generator, history: Sequence[dict]
 ) -> None:
-    """Upload the trial's sample grid (PNG) and history (CSV); name them in its user attributes."""
+    """Upload the trial's sample grid (PNG) and history (CSV); name them in its user attributes.
+
+    Raises:
+        ArtifactStoreFull: the store has no room; the trial's ``reason`` says so.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         grid = save_grid(generator, os.path.join(tmp, f"samples-trial{trial.number}.png"))
         csv_path = os.path.join(tmp, f"history-trial{trial.number}.csv")
         write_history(csv_path, history)
         for attr, path, mimetype in ((SAMPLES_ATTR, grid, "image/png"), (HISTORY_ATTR, csv_path, "text/csv")):
-            artifact_id = optuna.artifacts.upload_artifact(
-                artifact_store=store, file_path=str(path), study_or_trial=trial, mimetype=mimetype
-            )
-            trial.set_user_attr(attr, artifact_id)
+            trial.set_user_attr(attr, upload(trial, store, str(path), mimetype))
 
 
 def upload_checkpoint(
     trial: optuna.Trial, store: FileSystemArtifactStore, generator: Generator, **metadata: Any
 ) -> str:
-    """Save ``generator`` as the trial's checkpoint artifact; its id is also the trial's attribute."""
+    """Save ``generator`` as the trial's checkpoint artifact; its id is also the trial's attribute.
+
+    Raises:
+        ArtifactStoreFull: the store has no room; the trial's ``reason`` says so.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, f"generator-trial{trial.number}.pt")
         save_checkpoint(path, generator, **metadata)
-        artifact_id = optuna.artifacts.upload_artifact(
-            artifact_store=store, file_path=path, study_or_trial=trial, mimetype="application/x-pytorch"
-        )
+        artifact_id = upload(trial, store, path, "application/x-pytorch")
     trial.set_user_attr(CHECKPOINT_ATTR, artifact_id)
     return artifact_id
+
+
+def upload(trial: optuna.Trial, store: FileSystemArtifactStore, path: str, mimetype: str) -> str:
+    """``optuna.artifacts.upload_artifact`` in the safe order: the whole file first, then its name.
+
+    Optuna names the artifact in the trial before writing it, so a write that fails half-way would
+    leave the trial listing a partial file. Here a failed write is removed and never listed.
+
+    Raises:
+        ArtifactStoreFull: no space left (ENOSPC) or over quota (EDQUOT); the trial's ``reason`` says so.
+    """
+    artifact_id = str(uuid.uuid4())
+    try:
+        with open(path, "rb") as f:
+            store.write(artifact_id, f)
+    except OSError as exc:
+        with contextlib.suppress(Exception):  # nothing was written, or the partial file is already gone
+            store.remove(artifact_id)
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        reason = _store_full_reason(store, os.path.getsize(path), os.path.basename(path))
+        trial.set_user_attr(REASON_ATTR, reason)
+        raise ArtifactStoreFull(f"trial {trial.number} failed: {reason}") from None
+    meta = ArtifactMeta(
+        artifact_id=artifact_id, filename=os.path.basename(path), mimetype=mimetype, encoding=None
+    )
+    # The same system attribute upload_artifact writes, so the dashboard lists the file.
+    trial.storage.set_trial_system_attr(
+        trial._trial_id, ARTIFACTS_ATTR_PREFIX + artifact_id, json.dumps(dataclasses.asdict(meta))
+    )
+    return artifact_id
+
+
+def _store_full_reason(store: FileSystemArtifactStore, needed: int, filename: str) -> str:
+    folder = getattr(store, "_base_path", None)  # FileSystemArtifactStore keeps no public path
+    try:
+        free = f"{shutil.disk_usage(folder).free} bytes free" if folder is not None else "no space"
+    except OSError:
+        free = "no space"
+    where = folder if folder is not None else "the artifact store"
+    return (
+        f"artifact store full: {free} in {where}, {filename} needs {needed}: free space there "
+        "(or move the folder to a larger disk and pass its new place as --artifact-dir), then rerun"
+    )
 
 
 def feasible(trial: FrozenTrial) -> bool:

@@ -6,6 +6,7 @@ trial count, the data, the storage URL, and whether a resumed study was made wit
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,10 +148,17 @@ def run_study(
 def optimize(
     study: optuna.Study, objective: Objective, *, trials: int, store, keep: int, progress: bool | None
 ) -> None:
-    """Run ``trials`` trials of ``study`` in this process; a trial out of memory fails alone."""
+    """Run ``trials`` trials of ``study`` in this process; a trial out of memory fails alone.
+
+    A ``GenoptError`` from a trial (the artifact store is full) ends that trial as FAIL and stops
+    the run; the CLI prints it as one line, so Optuna's own warning with a traceback is dropped.
+    """
     # The per-trial lines below replace Optuna's own log line per trial.
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    handlers, quiet = logging.getLogger("optuna").handlers, _QuietUserErrors()
+    for handler in handlers:
+        handler.addFilter(quiet)
     try:
         with TrialProgress(trials, bar=progress) as progress_callback:
             study.optimize(
@@ -161,6 +169,30 @@ def optimize(
             )
     finally:
         optuna.logging.set_verbosity(verbosity)
+        for handler in handlers:
+            handler.removeFilter(quiet)
+
+
+class _QuietUserErrors(logging.Filter):
+    """Drops Optuna's two warnings about a trial that failed with a ``GenoptError``.
+
+    The first ("Trial N failed with parameters ... because of the following error") carries the
+    error and its traceback; the second ("Trial N failed with value None.") follows it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._followers: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and isinstance(record.exc_info[1], GenoptError):
+            self._followers.add(message.partition(" failed")[0] + " failed with value None.")
+            return False
+        if message in self._followers:
+            self._followers.discard(message)
+            return False
+        return True
 
 
 def run_worker(

@@ -5,11 +5,11 @@ Three kinds of URL, one factory:
 - ``sqlite:///path.db``: one machine. WAL mode and a busy timeout let several local worker
   processes write to it without "database is locked".
 - ``journal:///path.log``: one machine (or a shared folder with working file locks), Optuna's
-  append-only journal file. No heartbeats: a killed worker's trial stays RUNNING.
+  append-only journal file, with genopt's own heartbeats (``genopt.study.heartbeat``).
 - ``postgresql://user:pass@host/db`` (or ``mysql://...``): many machines. Needs the ``postgres`` extra.
 
-RDB storages run with heartbeats: a trial whose worker stops beating for the grace period is marked
-FAIL and queued again (Optuna's ``RetryHeartbeatStaleTrialCallback``).
+Every storage runs with heartbeats: a trial whose worker stops beating for the grace period is
+marked FAIL and queued again (Optuna's ``RetryHeartbeatStaleTrialCallback``).
 
 Errors a user can cause (an unknown scheme, a folder that does not exist, a server that does not
 answer, a missing driver) become one ``GenoptError`` line before anything is written.
@@ -30,6 +30,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from genopt import paths
 from genopt.errors import GenoptError
+from genopt.study.heartbeat import HeartbeatJournalStorage
 
 # SQLite waits this long for a lock instead of failing with "database is locked".
 _SQLITE_BUSY_TIMEOUT_S = 60
@@ -134,8 +135,11 @@ def _journal(url: str) -> optuna.storages.JournalStorage:
         raise GenoptError(
             f"cannot open storage {url}: use journal:///ABSOLUTE/PATH.log in an existing folder"
         )
+    interval, grace = heartbeat_settings()
     try:
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        return HeartbeatJournalStorage(
+            JournalFileBackend(str(path)), interval=interval, grace=grace, max_retry=MAX_RETRY
+        )
     except Exception as exc:
         raise GenoptError(f"cannot open storage {url}: {exc}") from None
 

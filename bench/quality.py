@@ -89,6 +89,7 @@ def _trial_seconds(name: str, storage: str) -> float:
 def main() -> None:
     p = _common.parser(__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=2, help="study seeds per setting (default 2)")
+    p.add_argument("--seed-list", help="comma-separated study seeds instead of 0..seeds-1")
     p.add_argument("--trials", type=int, default=None, help="trials per study (default 20; --quick 3)")
     p.add_argument("--parallel", type=int, default=2, help="studies at once (default 2)")
     p.add_argument("--work", type=Path, default=ROOT / "storage/bench/quality", help="databases, exports")
@@ -100,7 +101,8 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     args.grids.mkdir(parents=True, exist_ok=True)
     settings = args.settings.split(",")
-    jobs = [(s, seed) for seed in range(args.seeds) for s in settings]
+    seeds = [int(x) for x in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
+    jobs = [(s, seed) for seed in seeds for s in settings]
     with ThreadPoolExecutor(args.parallel) as pool:
         results = list(pool.map(lambda job: run(*job, args, args.work), jobs))
 
@@ -122,7 +124,7 @@ def main() -> None:
     budget = "2 epochs, 5,000 training images, 2,000 samples" if args.quick else "10 epochs, 10,000 samples"
     lines += [
         f"`genopt study --model cgan --trials {args.trials}` ({budget}) then `genopt ensemble` (top 5), "
-        f"{args.seeds} study seed(s) per setting, {args.parallel} studies at once with "
+        f"study seed(s) {', '.join(map(str, seeds))} per setting, {args.parallel} studies at once with "
         f"{args.threads_each} thread(s) each. Label accuracy: the share of samples the feature network "
         "classifies as the requested class. Minutes: the study (best trial rows) and study + export "
         "(mixture rows).",
@@ -150,9 +152,13 @@ def main() -> None:
         ),  # fmt: skip
     ]
     mixture = {(r["setting"], r["seed"]): r["scores"]["mixture"]["test"] for r in results}
-    accuracy = min(v["label_accuracy"] for (s, _), v in mixture.items() if s == "genopt")
+    accuracy = min(
+        (v["label_accuracy"] for (s, _), v in mixture.items() if s == "genopt"), default=float("nan")
+    )
     ratio = max(
-        mixture[("genopt", seed)]["fid"] / mixture[("article", seed)]["fid"] for seed in range(args.seeds)
+        mixture[("genopt", seed)]["fid"] / mixture[("article", seed)]["fid"]
+        for seed in seeds
+        if ("genopt", seed) in mixture and ("article", seed) in mixture
     )
     lines += ["", f"quality_label_accuracy={accuracy:.3f} (the genopt mixtures' lowest test label accuracy)"]
     _common.finish(args, lines, f"quality_test_fid_ratio={ratio:.2f}")

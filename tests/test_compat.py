@@ -58,7 +58,7 @@ def test_resuming_an_old_study_with_todays_defaults_is_refused_naming_the_fields
     )  # fmt: skip
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "conditioning" in lines[0] and "genopt worker" in lines[0], result.stderr
+    assert len(lines) == 1 and "ema_decay" in lines[0] and "genopt worker" in lines[0], result.stderr
 
 
 def test_an_old_export_loads_samples_and_reads(old):

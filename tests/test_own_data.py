@@ -58,7 +58,7 @@ def test_study_ensemble_sample_report_on_own_data_without_repeating_where_it_is(
     artifacts = ["--artifact-dir", str(tmp_path / "artifacts")] if own_artifacts else []
     study = genopt(
         "study", "--model", "cgan", "--data-dir", str(data), "--dataset", "digits04", "--study", "own",
-        "--storage", db, "--trials", "2", "--epochs", "2", "--fid-samples", "500", "--no-progress",
+        "--storage", db, "--trials", "2", "--epochs", "1", "--fid-samples", "500", "--no-progress",
         "--enqueue", "lr=1e-3,batch_size=64,noise_dim=64", *artifacts,
     )  # fmt: skip
     assert study.returncode == 0, study.stderr

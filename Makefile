@@ -14,6 +14,8 @@ EPOCHS ?=
 SEED ?=
 # Worker processes on this machine sharing TRIALS (each gets its share of the CPU threads).
 WORKERS ?= 1
+# Local workers placed on each GPU in turn, the rest on the CPU; empty: they share every GPU round-robin.
+WORKERS_PER_GPU ?=
 # `make dashboard`: the port optuna-dashboard listens on (127.0.0.1 only).
 PORT ?= 8080
 # `make export`: candidates for the ensemble (the best TOP_K trials) and how to combine them.
@@ -24,7 +26,7 @@ ARGS ?=
 
 STUDY_ARGS := --model $(MODEL) --dataset $(DATASET) --trials $(TRIALS) --storage $(STORAGE) \
 	--study $(STUDY) --spec $(SPEC) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(SEED),--seed $(SEED)) \
-	--workers $(WORKERS) $(ARGS)
+	--workers $(WORKERS) $(if $(WORKERS_PER_GPU),--workers-per-gpu $(WORKERS_PER_GPU)) $(ARGS)
 
 .PHONY: study export dashboard test lint format venv clean-venv bench
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from genopt.device import BF16_CPU_FLAGS, cpu_flags
+
 
 def parser(description: str) -> argparse.ArgumentParser:
     """The options every bench script takes: ``--quick``, and where to write its report section."""
@@ -46,12 +48,18 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def bf16_flags() -> str:
+    """This CPU's flags of native bf16 matrix units (``amx_bf16``, ``avx512_bf16``), or a word for none."""
+    present = [f for f in BF16_CPU_FLAGS if f in cpu_flags()]
+    return "flags " + " ".join(present) if present else "no bf16 flags"
+
+
 def machine() -> str:
-    """One line naming the machine: CPU, cores torch uses, GPU if any, torch version."""
+    """One line naming the machine: CPU and its bf16 flags, cores torch uses, GPU if any, torch version."""
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (
-        f"{cpu_name()}, {os.cpu_count()} cores visible, torch {torch.__version__} "
+        f"{cpu_name()} ({bf16_flags()}), {os.cpu_count()} cores visible, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), {gpu}, Python {platform.python_version()}; "
         f"load average at the end {load} (a shared machine)"
     )
@@ -117,11 +125,23 @@ def save_figure(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def finish(args: argparse.Namespace, lines: list[str], headline: str) -> None:
-    """Print the section, write it where ``--md`` says, and end with the headline ``name=value``."""
-    text = "\n".join([*lines, "", f"Headline: `{headline}`"]) + "\n"
+def finish(args: argparse.Namespace, lines: list[str], headline: str, *more: str) -> None:
+    """Print the section, write it where ``--md`` says, and end with the headline ``name=value``
+    (and any ``more`` after it, one a line, the last one last; ``collect.py`` lists each)."""
+    headlines = [headline, *more]
+    text = "\n".join([*lines, "", *(f"Headline: `{h}`" for h in headlines)]) + "\n"
     print(text)
     if args.md is not None:
         args.md.parent.mkdir(parents=True, exist_ok=True)
         args.md.write_text(text)
-    print(headline, flush=True)
+    for h in headlines:
+        print(h, flush=True)
+
+
+def relative(path: Path) -> str:
+    """``path`` relative to the repository root when it lies inside it, else as given."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:
+        return str(path)

@@ -1,218 +1,466 @@
-"""Search efficiency: genopt's default search against the article's setting and random search.
+"""Search efficiency: search candidates replayed over many seeds, the shipped default confirmed for real.
 
-Every trial runs genopt's own ``Objective`` (train, validation FID after every epoch, report,
-prune, artifacts) in process, on a reduced setting: a training subset, a few epochs per trial, a
-small FID sample and narrower MLPs than the seed's (G 128-256, D 256-128), which learn digits within
-that budget (the seed's MLPs stay near noise-level FID on it, so every search would look alike).
-Three searches with the same number of trials and the same seeds:
+Replay (the default mode): every search runs genopt's own suggesting, sampler, pruner and epoch
+judging (``genopt.study.replay``) with training replaced by a surrogate of the learning-curve table
+``bench/data/curves.json.gz`` (``bench/curves.py``: real cGAN curves of 400 quasi-random
+configurations). Each candidate (sampler x pruner) runs 100 trials per seed over 30 seeds; its first
+20 and 50 trials are its 20- and 50-trial searches (a sampler does not know how many trials follow).
 
-- genopt: its default sampler and pruner (``genopt.study.search``: multivariate TPE, Hyperband over epochs);
-- article: Optuna's default ``TPESampler``, every trial trained to the full budget (no pruning);
-- random: ``RandomSampler``, no pruning.
+The reference is the article's setting: Optuna's default ``TPESampler`` (univariate, 10 random
+startup trials), every trial trained to the full budget, no pruning. Both score trials the same way
+(genopt's objective: a cGAN's intra-FID at its best epoch). Compute is images trained; the wall
+seconds are the table's.
 
-All three use the same seed per repetition: Optuna's TPE samples its first 10 trials at random
-(``n_startup_trials``), so those trials are the random search's, and the searches differ by what
-pruning saves and by TPE's later choices. Compute is images trained (epochs run x subset size).
-"To reach" is the compute a search had spent when its best completed trial first matched the
-other's best validation FID.
+- ``search_compute_ratio``: per seed, the compute the shipped default (``StudySpec``'s search
+  fields, which ``studies/*.toml`` ship) spent until its best score was at most the article
+  setting's best, over the article setting's whole compute (same seed, same number of trials);
+  infinite when it never gets there; the median over seeds.
+- ``search_reached``: the share of seeds in which it gets there.
+
+``--quick`` replays only the default and the article's setting at 50 trials (30 seeds) and prints
+the two lines. ``--real SEEDS`` also runs real searches (training, in the table's setting) of the
+default and the article's setting for that many seeds.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
+import json
 import math
+import multiprocessing
+import shutil
 import statistics
 import tempfile
+import time
+import warnings
+from pathlib import Path
 
 import _common
+import curves
+import numpy as np
 import optuna
-import torch
 
-from genopt.data import load_dataset
-from genopt.metrics import FidEvaluator
 from genopt.spec import StudySpec
-from genopt.study.objective import Objective
-from genopt.study.search import make_pruner, make_sampler
+from genopt.study.artifacts import SAMPLES_ATTR
+from genopt.study.replay import Surrogate, Table, held_out_rank_correlation, replay
 
-METHODS = ("genopt", "article", "random")
-WIDTHS = {"generator": (128, 256), "discriminator": (256, 128)}
-LABELS = {
-    "genopt": "genopt: TPE (multivariate) + Hyperband",
-    "article": "article: default TPE, no pruning",
-    "random": "random search, no pruning",
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = 30
+TRIAL_COUNTS = (20, 50, 100)
+SEARCH_FIELDS = ("sampler", "multivariate", "startup_trials", "pruner", "min_resource")
+ARTICLE = {"sampler": "tpe", "multivariate": False, "startup_trials": 10, "pruner": "none", "min_resource": 1}
+SAMPLERS = {
+    "random": {"sampler": "random"},
+    "TPE uni 10": {"sampler": "tpe", "multivariate": False, "startup_trials": 10},
+    "TPE uni 5": {"sampler": "tpe", "multivariate": False, "startup_trials": 5},
+    "TPE multi 10": {"sampler": "tpe", "multivariate": True, "startup_trials": 10},
+    "TPE multi 5": {"sampler": "tpe", "multivariate": True, "startup_trials": 5},
+    "GP 10": {"sampler": "gp", "startup_trials": 10},
+    "GP 5": {"sampler": "gp", "startup_trials": 5},
 }
+PRUNERS = {
+    "none": {"pruner": "none"},
+    "Hyperband": {"pruner": "hyperband", "min_resource": 1},
+    "SHA min 1": {"pruner": "successive_halving", "min_resource": 1},
+    "SHA min 2": {"pruner": "successive_halving", "min_resource": 2},
+    "Median": {"pruner": "median"},
+    "Patient": {"pruner": "patient"},
+}
+# GP takes about 100 s per 100-trial search on 2 busy cores (TPE under 1 s): it runs 50 trials, with
+# the pruners that matter most.
+GP_PRUNERS = {"GP 10": ("none", "Hyperband", "SHA min 2"), "GP 5": ("none",)}
+GP_TRIALS = 50
+K_NEIGHBOURS = (1, 3, 5, 8)
 
 
-def search(method: str, spec: StudySpec, trials: int, seed: int, dataset, evaluator, store) -> list[dict]:
-    """One search; per trial (in order) the images it trained and its FID (None when pruned)."""
-    spec = dataclasses.replace(spec, seed=seed)
-    if method == "genopt":
-        sampler, pruner = make_sampler(spec), make_pruner(spec)
-    elif method == "article":
-        sampler, pruner = optuna.samplers.TPESampler(seed=seed), optuna.pruners.NopPruner()
-    else:
-        sampler, pruner = optuna.samplers.RandomSampler(seed=seed), optuna.pruners.NopPruner()
-    # A fixed name: Hyperband assigns trials to brackets by a hash of the study name and trial number.
-    study = optuna.create_study(
-        study_name=f"{method}-seed{seed}", direction="minimize", sampler=sampler, pruner=pruner
-    )
-    study.optimize(Objective(spec, dataset, evaluator, store, torch.device("cpu")), n_trials=trials)
-    n = min(len(dataset.train), spec.train_limit)
-    return [
-        {
-            "images": t.user_attrs.get("epochs", 0) * n,
-            "fid": t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
-        }
-        for t in study.trials
+def candidates(gp: bool = True) -> dict[str, dict]:
+    out = {}
+    for s_name, s in SAMPLERS.items():
+        for p_name, p in PRUNERS.items():
+            if s["sampler"] == "gp" and (not gp or p_name not in GP_PRUNERS[s_name]):
+                continue
+            out[f"{s_name} + {p_name}"] = {**ARTICLE, **s, **p}
+    return out
+
+
+def default_search() -> dict:
+    """The search fields genopt ships (StudySpec's defaults; a test checks studies/*.toml match)."""
+    spec = StudySpec()
+    return {f: getattr(spec, f) for f in SEARCH_FIELDS}
+
+
+_SURROGATE: dict = {}
+
+
+def _surrogate(path: str, k: int) -> Surrogate:
+    if (path, k) not in _SURROGATE:
+        _SURROGATE[(path, k)] = Surrogate(Table.load(path), k=k)
+    return _SURROGATE[(path, k)]
+
+
+def replay_one(job: tuple[str, int, dict, int, int]) -> list[tuple[float, float, float | None]]:
+    """One replayed search: per trial (images, seconds, value or None when pruned)."""
+    path, k, search, seed, trials = job
+    warnings.simplefilter("ignore")  # Optuna's experimental-feature warnings, once per process
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    surrogate = _surrogate(path, k)
+    spec = dataclasses.replace(surrogate.table.setting, seed=seed, **search)
+    return [(t.images, t.seconds, t.value) for t in replay(spec, surrogate, trials)]
+
+
+def trials_for(search: dict, trials: int) -> int:
+    return min(trials, GP_TRIALS) if search["sampler"] == "gp" else trials
+
+
+def run_all(path: Path, k: int, searches: dict[str, dict], seeds: int, trials: int, workers: int) -> dict:
+    jobs = [
+        (str(path), k, search, seed, trials_for(search, trials))
+        for search in searches.values()
+        for seed in range(seeds)
     ]
+    # The slow searches first, so no worker is left with one at the end.
+    order = sorted(range(len(jobs)), key=lambda i: jobs[i][2]["sampler"] != "gp")
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        done = pool.map(replay_one, [jobs[i] for i in order], chunksize=1)
+    results = [None] * len(jobs)
+    for i, run in zip(order, done, strict=True):
+        results[i] = run
+    runs, i = {}, 0
+    for name in searches:
+        runs[name] = results[i : i + seeds]
+        i += seeds
+    return runs
 
 
-def total(run: list[dict]) -> int:
-    return sum(t["images"] for t in run)
+def total(run, n: int, cost: int = 0) -> float:
+    return sum(t[cost] for t in run[:n])
 
 
-def best(run: list[dict]) -> float:
-    return min((t["fid"] for t in run if t["fid"] is not None and math.isfinite(t["fid"])), default=math.inf)
+def best(run, n: int) -> float:
+    return min((t[2] for t in run[:n] if t[2] is not None), default=math.inf)
 
 
-def to_reach(run: list[dict], target: float) -> float:
-    """Images trained until the run's best completed FID is at most ``target`` (inf: never)."""
-    spent = 0
-    for t in run:
-        spent += t["images"]
-        if t["fid"] is not None and t["fid"] <= target:
+def to_reach(run, n: int, target: float, cost: int = 0) -> float:
+    """Compute spent until the run's best score is at most ``target`` (inf: never)."""
+    spent = 0.0
+    for t in run[:n]:
+        spent += t[cost]
+        if t[2] is not None and t[2] <= target:
             return spent
     return math.inf
 
 
-def ratio_text(values: list[float]) -> str:
-    reached = [v for v in values if math.isfinite(v)]
-    text = _common.median_range(values) if reached else "never"
-    if len(reached) < len(values):
-        text += f", reached in {len(reached)}/{len(values)}"
-    return text
+def ratios(runs_a, runs_b, n: int, cost: int = 0) -> list[float]:
+    """Per seed: a's compute to reach b's best over b's total compute."""
+    return [to_reach(a, n, best(b, n), cost) / total(b, n, cost) for a, b in zip(runs_a, runs_b, strict=True)]
+
+
+def summary(values: list[float]) -> tuple[float, float]:
+    """(median ratio, share of seeds that reached)."""
+    return statistics.median(values), sum(math.isfinite(v) for v in values) / len(values)
+
+
+def fmt(x: float) -> str:
+    return "inf" if not math.isfinite(x) else f"{x:.2f}"
+
+
+def headlines(default_runs, article_runs, n: int) -> list[str]:
+    ratio, reached = summary(ratios(default_runs, article_runs, n))
+    return [f"search_compute_ratio={fmt(ratio)}", f"search_reached={reached:.2f}"]
+
+
+def surrogate_check(table: Table) -> list[list]:
+    """Held-out rank correlation of predicted against real best intra-FID, per k (5 random 10 % splits)."""
+    rows = []
+    for k in K_NEIGHBOURS:
+        rhos = [held_out_rank_correlation(table, "intra_fid", k, fraction=0.1, seed=s) for s in range(5)]
+        rows.append([k, f"{statistics.median(rhos):.3f}", " / ".join(f"{r:.2f}" for r in rhos)])
+    return rows
+
+
+def best_k(rows: list[list]) -> int:
+    return max(rows, key=lambda r: float(r[1]))[0]
+
+
+def real_confirmation(seeds: int, trials: int, workers: int) -> list[dict]:
+    """Real searches (training) of the default and the article's setting, in the table's setting."""
+    jobs = [
+        (name, search, seed, trials) for seed in range(seeds) for name, search in _real_searches().items()
+    ]
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        return pool.map(real_one, jobs, chunksize=1)
+
+
+def _real_searches() -> dict[str, dict]:
+    return {"default": default_search(), "article": ARTICLE}
+
+
+def real_one(job) -> dict:
+    import torch
+
+    from genopt.data import load_dataset
+    from genopt.metrics import FidEvaluator
+    from genopt.study.objective import Objective
+    from genopt.study.search import make_pruner, make_sampler
+
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    name, search, seed, trials = job
+    spec = dataclasses.replace(curves.SETTING, seed=seed, **search)
+    dataset = load_dataset(spec.dataset)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = optuna.artifacts.FileSystemArtifactStore(tmp)
+        study = optuna.create_study(
+            study_name="real", direction="minimize", sampler=make_sampler(spec), pruner=make_pruner(spec)
+        )
+        objective = Objective(spec, dataset, FidEvaluator(dataset), store, torch.device("cpu"))
+        study.optimize(objective, n_trials=trials)
+        # The best trial's sample grid, to look at beside the numbers.
+        grids = ROOT / "storage" / "bench" / "search_real"
+        grids.mkdir(parents=True, exist_ok=True)
+        artifact = study.best_trial.user_attrs.get(SAMPLES_ATTR)
+        if artifact is not None:
+            shutil.copyfile(Path(tmp) / artifact, grids / f"{name}_s{seed}.png")
+    n = min(len(dataset.train), spec.train_limit)
+    run = [
+        (
+            t.user_attrs.get("epochs", 0) * n,
+            t.user_attrs.get("wall_seconds", 0.0),
+            t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
+        )
+        for t in study.trials
+    ]
+    return {"name": name, "seed": seed, "run": run, "seconds": time.perf_counter() - start}
 
 
 def main() -> None:
-    args = _common.parser(__doc__.splitlines()[0]).parse_args()
-    _common.setup(args)
-    if args.quick:
-        n_train, epochs, trials, fid_samples = 2048, 3, 10, 500
-    else:
-        n_train, epochs, trials, fid_samples = 8192, 9, 24, 1000
-    seeds = [0, 1, 2]
-    spec = StudySpec(
-        model="gan",
-        train_limit=n_train,
-        max_epochs=epochs,
-        fid_samples=fid_samples,
-        generator_widths=WIDTHS["generator"],
-        discriminator_widths=WIDTHS["discriminator"],
+    p = _common.parser(__doc__.splitlines()[0])
+    p.add_argument("--table", type=Path, default=curves.TABLE, help="the learning-curve table")
+    p.add_argument("--seeds", type=int, default=SEEDS, help="seeds per candidate (default 30)")
+    p.add_argument("--workers", type=int, default=2, help="processes replaying searches")
+    p.add_argument(
+        "--real", type=int, default=0, metavar="SEEDS", help="real searches too, for this many seeds"
     )
-    dataset = load_dataset("mnist")
-    evaluator = FidEvaluator(dataset)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    p.add_argument("--real-trials", type=int, default=50, help="trials per real search")
+    p.add_argument("--no-gp", action="store_true", help="leave out the GP sampler (slow to replay)")
+    p.add_argument("--load", type=Path, help="reuse the runs --save wrote; replay only what it lacks")
+    p.add_argument("--save", type=Path, help="write every replayed run here (JSON), for later plots")
+    args = p.parse_args()
+    table = Table.load(args.table)
+    default, n_quick = default_search(), 50
+    lines = _common.header("Search efficiency: candidates replayed on a learning-curve table")
 
-    runs: dict[tuple[str, int], list[dict]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        store = optuna.artifacts.FileSystemArtifactStore(tmp)
-        for seed in seeds:
-            for method in METHODS:
-                seconds, run = _common.timed(
-                    lambda m=method, s=seed: search(m, spec, trials, s, dataset, evaluator, store)
-                )
-                runs[(method, seed)] = run
-                print(
-                    f"seed {seed} {method:8s}: {total(run):>9,} images, best FID {best(run):8.2f}, "
-                    f"{seconds:.0f} s",
-                    flush=True,
-                )
-
-    def ratios(a: str, b: str) -> list[float]:
-        """a's compute to reach b's best over b's total compute, over every pair of seeds."""
-        return [
-            to_reach(runs[(a, sa)], best(runs[(b, sb)])) / total(runs[(b, sb)])
-            for sa, sb in itertools.product(seeds, seeds)
+    if args.quick:
+        k = 3
+        runs = run_all(
+            args.table, k, {"default": default, "article": ARTICLE}, args.seeds, n_quick, args.workers
+        )
+        lines += [
+            f"Replay of the shipped default ({describe(default)}) against the article's setting "
+            f"({describe(ARTICLE)}), {n_quick} trials, {args.seeds} seeds, surrogate k={k}.",
         ]
+        _common.finish(args, lines, *headlines(runs["default"], runs["article"], n_quick))
+        return
 
-    lines = _common.header("Search efficiency: genopt's default search against the article's and random")
+    setting = table.setting
     lines += [
-        f"GAN on MNIST with narrower MLPs than the seed's (G {'-'.join(map(str, WIDTHS['generator']))}, "
-        f"D {'-'.join(map(str, WIDTHS['discriminator']))}) and the seed's search space (lr, batch size, "
-        f"noise size); each trial trains on "
-        f"the first {n_train:,} training images for up to {epochs} epochs and is scored by validation FID "
-        f"of {fid_samples:,} samples after every epoch (genopt's `Objective`, in process); {trials} trials "
-        f"per search, seeds {', '.join(map(str, seeds))}. Compute = images trained.",
+        f"Table: `{_common.relative(args.table)}`, {len(table.configs)} configurations of the default "
+        f"search space (lr, batch size, noise size) trained for real by `{table.command}` on "
+        f"{table.machine.split(',')[0]}: a cGAN with MLPs G {'-'.join(map(str, setting.generator_widths))}, "
+        f"D {'-'.join(map(str, setting.discriminator_widths))}, the first {setting.train_limit:,} MNIST "
+        f"training images, {setting.max_epochs} epochs, EMA {setting.ema_decay}, every epoch scored on "
+        f"{setting.fid_samples:,} validation samples (intra-FID, FID, label accuracy).",
+        "",
+        "Surrogate check: Spearman rank correlation of predicted against real best intra-FID of "
+        "held-out configurations (10 % of the table, 5 random splits), per number of neighbours k:",
+        "",
+    ]
+    check = surrogate_check(table)
+    lines += _common.table(["k", "median rho", "per split"], check)
+    k = best_k(check)
+    searches = {**candidates(gp=not args.no_gp), "article": ARTICLE, "default": default}
+    started = time.perf_counter()
+    # Saved runs are matched by what they searched (the shipped default is also a candidate).
+    saved: dict[str, list] = {}
+    if args.load is not None:
+        document = json.loads(args.load.read_text())
+        for name, search in document["searches"].items():
+            saved[_key(search)] = document["runs"][name]
+    runs = {n: saved[_key(s)] for n, s in searches.items() if len(saved.get(_key(s), [])) >= args.seeds}
+    missing = {n: s for n, s in searches.items() if n not in runs}
+    if missing:
+        runs |= run_all(args.table, k, missing, args.seeds, max(TRIAL_COUNTS), args.workers)
+    runs = {n: runs[n][: args.seeds] for n in searches}
+    replay_seconds = time.perf_counter() - started
+    if args.save is not None:
+        args.save.parent.mkdir(parents=True, exist_ok=True)
+        args.save.write_text(json.dumps({"k": k, "searches": searches, "runs": runs}))
+    lines += [
+        "",
+        f"Replays with k={k}: {len(searches)} searches x {args.seeds} seeds x {max(TRIAL_COUNTS)} trials "
+        f"in {replay_seconds:.0f} s. Per candidate and number of trials: the median over seeds of "
+        "(images it trained until its best intra-FID was at most the article setting's best) / (the "
+        "article setting's images), 'inf' when it never got there, and the share of seeds that got "
+        "there; then the median best intra-FID and the median images trained (millions).",
         "",
     ]
     rows = []
-    for method in METHODS:
-        compute = [total(runs[(method, s)]) for s in seeds]
-        bests = [best(runs[(method, s)]) for s in seeds]
-        rows.append(
-            [
-                LABELS[method],
-                _common.median_range(compute, "{:,.0f}"),
-                _common.median_range(bests),
-                " / ".join(f"{b:.1f}" for b in bests),
+    for name, search in searches.items():
+        row = [name + (" (shipped)" if search == default and name != "default" else "")]
+        for n in TRIAL_COUNTS:
+            if n > len(runs[name][0]):
+                row += ["not run", "", ""]
+                continue
+            ratio, reached = summary(ratios(runs[name], runs["article"], n))
+            bests = [best(r, n) for r in runs[name]]
+            images = [total(r, n) / 1e6 for r in runs[name]]
+            row += [
+                f"{fmt(ratio)} / {reached:.2f}",
+                f"{statistics.median(bests):.1f}",
+                f"{statistics.median(images):.2f}",
             ]
-        )
-    lines += _common.table(["search", "images trained", "best FID", "best FID per seed"], rows)
+        rows.append(row)
+    head = ["candidate"]
+    for n in TRIAL_COUNTS:
+        head += [f"{n}: ratio / reached", f"{n}: best", f"{n}: Mimages"]
+    lines += _common.table(head, rows)
+    counts = [n for n in TRIAL_COUNTS if n <= len(runs["default"][0])]
+    wall = [summary(ratios(runs["default"], runs["article"], n, cost=1)) for n in counts]
     lines += [
         "",
-        "Compute to reach another search's best FID, as a fraction of that search's total compute "
-        f"(all {len(seeds) ** 2} seed pairs; median (min-max); 'never' counts as infinite):",
+        "The shipped default by wall seconds instead of images (the table's seconds): "
+        + "; ".join(
+            f"{n} trials: ratio {fmt(r)}, reached {f:.2f}" for n, (r, f) in zip(counts, wall, strict=True)
+        ),
+        "",
+        "Shipped default against the article's setting, per number of trials:",
         "",
     ]
-    pair_rows = [
-        [LABELS[a], LABELS[b], ratio_text(ratios(a, b))]
-        for a, b in itertools.permutations(METHODS, 2)
-        if a == "genopt" or b == "genopt"
-    ]
-    lines += _common.table(["search", "reaching the best of", "compute / that search's compute"], pair_rows)
-    same_seed = [
-        to_reach(runs[("genopt", s)], best(runs[("article", s)])) / total(runs[("article", s)]) for s in seeds
-    ]
-    lines += ["", f"Same-seed pairs only, genopt reaching the article's best: {ratio_text(same_seed)}."]
+    for n in TRIAL_COUNTS:
+        if n > len(runs["default"][0]):
+            lines.append(f"- {n} trials: not run (GP replays stop at {GP_TRIALS} trials)")
+            continue
+        lines.append(f"- {n} trials: `" + "`, `".join(headlines(runs["default"], runs["article"], n)) + "`")
+    if args.real:
+        lines += real_section(args.real, args.real_trials, args.workers)
     if args.png is not None:
-        plot(args.png, runs, seeds)
-    headline = statistics.median(ratios("genopt", "article"))
-    _common.finish(args, lines, f"search_compute_ratio={headline:.3f}")
+        plot(args.png, runs, default)
+    _common.finish(args, lines, *headlines(runs["default"], runs["article"], n_quick))
 
 
-def plot(path, runs, seeds) -> None:
+def _key(search: dict) -> str:
+    return json.dumps(search, sort_keys=True)
+
+
+def describe(search: dict) -> str:
+    if search["sampler"] == "random":
+        sampler = "random"
+    elif search["sampler"] == "gp":
+        sampler = f"GP, {search['startup_trials']} startup trials"
+    else:
+        kind = "multivariate" if search["multivariate"] else "univariate"
+        sampler = f"TPE {kind}, {search['startup_trials']} startup trials"
+    pruner = search["pruner"]
+    if pruner in ("hyperband", "successive_halving"):
+        pruner += f" from {search['min_resource']} epoch(s)"
+    return f"{sampler}, pruner {pruner}"
+
+
+def real_section(seeds: int, trials: int, workers: int) -> list[str]:
+    results = real_confirmation(seeds, trials, workers)
+    runs = {name: [r["run"] for r in results if r["name"] == name] for name in _real_searches()}
+    rows = []
+    for r in results:
+        rows.append(
+            [
+                r["name"],
+                r["seed"],
+                f"{best(r['run'], trials):.1f}",
+                f"{total(r['run'], trials) / 1e6:.2f}",
+                f"{r['seconds']:.0f}",
+            ]
+        )
+    ratio, reached = summary(ratios(runs["default"], runs["article"], trials))
+    return [
+        "",
+        f"Real training (genopt's `Objective`, the table's setting, {trials} trials, seeds 0-{seeds - 1}, "
+        "one thread per search):",
+        "",
+        *_common.table(["search", "seed", "best intra-FID", "Mimages", "wall s"], rows),
+        "",
+        f"Real: the default reached the article setting's best in {reached:.2f} of the seeds, median "
+        f"compute ratio {fmt(ratio)} (per seed: "
+        + ", ".join(fmt(x) for x in ratios(runs["default"], runs["article"], trials))
+        + ").",
+    ]
+
+
+def plot(path: Path, runs: dict, default: dict) -> None:
+    """Best-so-far intra-FID against images trained: median and quartiles over seeds, per candidate."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    colors = {"genopt": "tab:blue", "article": "tab:orange", "random": "tab:green"}
-    for method in METHODS:
-        for i, seed in enumerate(seeds):
-            xs, ys, spent, current = [], [], 0, math.inf
-            for t in runs[(method, seed)]:
-                spent += t["images"]
-                if t["fid"] is not None and math.isfinite(t["fid"]):
-                    current = min(current, t["fid"])
-                if math.isfinite(current):
-                    xs.append(spent / 1e6)
-                    ys.append(current)
-            ax.step(
-                xs,
-                ys,
-                where="post",
-                color=colors[method],
-                alpha=0.8,
-                label=LABELS[method] if i == 0 else None,
+    end = max(total(r, max(TRIAL_COUNTS)) for name in runs for r in runs[name])
+    grid = np.linspace(0, end, 200)
+    colors = dict(zip(PRUNERS, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    ncols = math.ceil(len(SAMPLERS) / 2)
+    fig, axes = plt.subplots(2, ncols, figsize=(4.3 * ncols, 7), sharex=True, sharey=True)
+    for ax in axes.flat[len(SAMPLERS) :]:
+        ax.set_visible(False)
+    for ax, s_name in zip(axes.flat, SAMPLERS, strict=False):
+        for p_name in PRUNERS:
+            name = f"{s_name} + {p_name}"
+            if name not in runs:
+                continue
+            curves_ = np.array([best_so_far(r, grid) for r in runs[name]])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # all-NaN columns before the first completed trial
+                q1, med, q3 = np.nanpercentile(curves_, [25, 50, 75], axis=0)
+            ax.plot(grid / 1e6, med, color=colors[p_name], label=p_name)
+            ax.fill_between(grid / 1e6, q1, q3, color=colors[p_name], alpha=0.15)
+        article = np.array([best_so_far(r, grid) for r in runs["article"]])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ax.plot(grid / 1e6, np.nanmedian(article, axis=0), "k--", label="article's setting")
+        ax.set_title(
+            s_name
+            + (
+                " (shipped)"
+                if {**ARTICLE, **SAMPLERS[s_name]}["sampler"] == default["sampler"]
+                and SAMPLERS[s_name].get("startup_trials") == default["startup_trials"]
+                else ""
             )
-    ax.set_xlabel("images trained (millions)")
-    ax.set_ylabel("best validation FID so far")
-    ax.set_yscale("log")
-    ax.set_title("Best FID against compute (one line per seed)")
-    ax.legend(fontsize=8)
+        )
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel("images trained (millions)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("best intra-FID so far")
+    fig.suptitle(
+        f"Replayed searches, 100 trials, median and quartiles over seeds; shipped: {describe(default)}"
+    )
     _common.save_figure(fig, path)
+
+
+def best_so_far(run, grid: np.ndarray) -> np.ndarray:
+    """The run's best score after each amount of compute in ``grid`` (NaN before its first)."""
+    spent, current, xs, ys = 0.0, math.inf, [], []
+    for images, _, value in run:
+        spent += images
+        if value is not None:
+            current = min(current, value)
+        xs.append(spent)
+        ys.append(current)
+    idx = np.searchsorted(np.array(xs), grid, side="right") - 1
+    out = np.where(idx >= 0, np.array(ys)[np.clip(idx, 0, None)], np.nan)
+    out[~np.isfinite(out)] = np.nan
+    out[grid > spent] = np.nan  # the run ended there
+    return out
 
 
 if __name__ == "__main__":

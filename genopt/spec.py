@@ -17,13 +17,20 @@ from typing import Any
 from genopt.errors import GenoptError
 
 MODELS = ("gan", "cgan")
-SAMPLERS = ("tpe", "random")
-PRUNERS = ("hyperband", "none")
-# Arithmetic of the training step: "bf16" runs forward passes under bfloat16 autocast (docs/benchmarks.md).
-PRECISIONS = ("fp32", "bf16")
+# How a study searches (genopt.study.search; chosen by replay, docs/benchmarks.md).
+SAMPLERS = ("tpe", "gp", "random")
+PRUNERS = ("hyperband", "successive_halving", "median", "patient", "none")
+# Arithmetic of the training step: "bf16" runs forward passes under bfloat16 autocast (docs/benchmarks.md);
+# "auto" is bf16 where the device multiplies bf16 natively, else fp32 (genopt.device.resolve_precision).
+PRECISIONS = ("fp32", "bf16", "auto")
 # How a cGAN's discriminator sees the label: the article's one-hot appended to the image, a
 # projection (Miyato & Koyama 2018), or an auxiliary classifier head (Odena et al. 2017).
 CONDITIONINGS = ("concat", "projection", "acgan")
+# Augmentation of the images D sees (genopt.augment): none, the article's flips and rotations of
+# real images only, or DiffAugment's translation and cutout of real and generated images alike.
+AUGMENTS = ("none", "article", "diffaugment")
+# The networks: the article's MLPs, or DCGAN-style convolutional ones (Radford et al. 2016).
+KINDS = ("mlp", "dcgan")
 # What a trial minimises: "auto" is intra_fid (mean per-class FID) for a cgan, fid for a gan.
 OBJECTIVES = ("auto", "fid", "intra_fid")
 # Which epoch gives a trial its value and checkpoint: its best one, or its last (the article's).
@@ -39,9 +46,12 @@ SEARCHABLE: dict[str, type] = {
     "ema_decay": float,
     "conditioning": str,
     "spectral_norm": bool,
+    "augment": str,
+    "augment_probability": float,
+    "kind": str,
 }
 # The values a str field may take.
-KNOWN_VALUES: dict[str, tuple[str, ...]] = {"conditioning": CONDITIONINGS}
+KNOWN_VALUES: dict[str, tuple[str, ...]] = {"conditioning": CONDITIONINGS, "augment": AUGMENTS, "kind": KINDS}
 # What a field absent from a stored spec means: the article's behaviour, which a spec stored before
 # the field existed was run with. New specs default differently (see ``StudySpec``).
 ARTICLE_BEHAVIOUR: dict[str, Any] = {
@@ -51,6 +61,11 @@ ARTICLE_BEHAVIOUR: dict[str, Any] = {
     "conditioning": "concat",
     "spectral_norm": False,
     "min_label_accuracy": None,
+    "precision": "fp32",
+    # The search before these fields existed: multivariate TPE after 10 random trials, Hyperband from 1 epoch.
+    "multivariate": True,
+    "startup_trials": 10,
+    "min_resource": 1,
 }
 
 
@@ -97,6 +112,11 @@ class RunConfig:
     ema_decay: float = 0.0
     conditioning: str = "concat"
     spectral_norm: bool = False
+    augment: str = "none"
+    augment_probability: float = 1.0
+    kind: str = "mlp"
+    generator_channels: tuple[int, ...] = (128, 64)
+    discriminator_channels: tuple[int, ...] = (64, 128)
 
 
 @dataclass(frozen=True)
@@ -116,12 +136,21 @@ class StudySpec:
     precision: str = "fp32"
     # Generator weight averaging (0 is off): measured in docs/quality.md (bench/levers.py).
     ema_decay: float = 0.999
+    # Augmentation (genopt.augment): each image is transformed with augment_probability. Like kind
+    # below, the default is what specs stored before the field ran with (docs/strategies.md).
+    augment: str = "none"
+    augment_probability: float = 1.0
     # [architecture]: the seed's MLPs.
     generator_widths: tuple[int, ...] = (256, 512, 1024)
     discriminator_widths: tuple[int, ...] = (512, 256)
     leaky_slope: float = 0.2
     conditioning: str = "concat"
     spectral_norm: bool = False
+    # "dcgan": convolutional networks with these channels per stage (G from its smallest image up,
+    # D from the image down) instead of the widths above (docs/strategies.md).
+    kind: str = "mlp"
+    generator_channels: tuple[int, ...] = (128, 64)
+    discriminator_channels: tuple[int, ...] = (64, 128)
     # [evaluation]
     fid_samples: int = 10_000
     objective: str = "auto"
@@ -129,7 +158,10 @@ class StudySpec:
     select_epoch: str = "best"
     # [search]
     sampler: str = "tpe"
+    multivariate: bool = True  # TPE only: one joint model of all parameters
+    startup_trials: int = 10  # TPE and GP: random trials before the model is used
     pruner: str = "hyperband"
+    min_resource: int = 1  # hyperband and successive_halving: epochs every trial runs (at most max_epochs)
     seed: int = 0
     keep_checkpoints: int = 5
     params: tuple[Param, ...] = DEFAULT_PARAMS
@@ -149,6 +181,12 @@ class StudySpec:
         values.update(params)
         values.update(epochs=self.max_epochs, seed=seed)
         return RunConfig(**values)
+
+    def architectures(self) -> list[RunConfig]:
+        """A run config (the fixed values) per network ``kind`` the study may build, its own last."""
+        searched = next((p for p in self.params if p.name == "kind" and p.choices), None)
+        kinds = sorted(set(searched.choices) if searched else {self.kind}, key=lambda k: (k == self.kind, k))
+        return [self.run_config({"kind": kind}, seed=self.seed) for kind in kinds]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form, stored with the study so a resumed study can be checked against it."""
@@ -189,17 +227,25 @@ class StudySpec:
             ("conditioning", CONDITIONINGS),
             ("objective", OBJECTIVES),
             ("select_epoch", SELECT_EPOCHS),
+            ("augment", AUGMENTS),
+            ("kind", KINDS),
         ):
             if getattr(self, name) not in known:
                 fail(f"unknown {name} {getattr(self, name)!r}: choose one of {', '.join(known)}")
         for name in ("max_epochs", "batch_size", "noise_dim", "fid_samples", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 fail(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.min_resource < 1:
+            fail(f"min_resource must be at least 1, got {self.min_resource}")
+        if self.startup_trials < 0:
+            fail(f"startup_trials must be at least 0, got {self.startup_trials}")
+        if not isinstance(self.multivariate, bool):
+            fail(f"multivariate must be true or false, got {self.multivariate!r}")
         if self.train_limit is not None and self.train_limit < 1:
             fail(f"train_limit must be at least 1, got {self.train_limit}")
         if self.fid_samples < 2:
             fail("fid_samples must be at least 2 (a covariance needs two samples)")
-        for name in ("lr", "beta1", "beta2", "ema_decay"):
+        for name in ("lr", "beta1", "beta2", "ema_decay", "augment_probability"):
             problem = _out_of_range(name, getattr(self, name))
             if problem:
                 fail(problem)
@@ -212,7 +258,12 @@ class StudySpec:
                 fail("min_label_accuracy needs model 'cgan' (a gan's images have no requested label)")
             if not 0 <= self.min_label_accuracy <= 1:
                 fail(f"min_label_accuracy must be in [0, 1], got {self.min_label_accuracy}")
-        for name in ("generator_widths", "discriminator_widths"):
+        for name in (
+            "generator_widths",
+            "discriminator_widths",
+            "generator_channels",
+            "discriminator_channels",
+        ):
             widths = getattr(self, name)
             if not widths or any(w < 1 for w in widths):
                 fail(f"{name} must be a non-empty list of positive integers, got {list(widths)}")
@@ -228,6 +279,8 @@ def _out_of_range(name: str, value: Any) -> str | None:
         return f"lr must be positive, got {value}"
     if name in ("beta1", "beta2", "ema_decay") and not 0 <= value < 1:
         return f"{name} must be in [0, 1), got {value}"
+    if name == "augment_probability" and not 0 <= value <= 1:
+        return f"{name} must be in [0, 1], got {value}"
     if name in KNOWN_VALUES and value not in KNOWN_VALUES[name]:
         return f"unknown {name} {value!r}: choose one of {', '.join(KNOWN_VALUES[name])}"
     return None
@@ -265,6 +318,8 @@ def _validate_param(p: Param, fail) -> None:
         fail(f"{where}: low must be positive, got {p.low}")
     if p.name in ("beta1", "beta2", "ema_decay") and not (p.low >= 0 and p.high < 1):
         fail(f"{where}: the range must lie in [0, 1)")
+    if p.name == "augment_probability" and not (p.low >= 0 and p.high <= 1):
+        fail(f"{where}: the range must lie in [0, 1]")
 
 
 def is_number(value: Any, kind: type) -> bool:

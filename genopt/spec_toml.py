@@ -25,6 +25,8 @@ _LAYOUT: dict[str, dict[str, Any]] = {
         "train_limit": int,
         "precision": str,
         "ema_decay": float,
+        "augment": str,
+        "augment_probability": float,
     },
     "architecture": {
         "generator_widths": list,
@@ -32,6 +34,9 @@ _LAYOUT: dict[str, dict[str, Any]] = {
         "leaky_slope": float,
         "conditioning": str,
         "spectral_norm": bool,
+        "kind": str,
+        "generator_channels": list,
+        "discriminator_channels": list,
     },
     "evaluation": {
         "fid_samples": int,
@@ -39,7 +44,16 @@ _LAYOUT: dict[str, dict[str, Any]] = {
         "min_label_accuracy": float,
         "select_epoch": str,
     },
-    "search": {"sampler": str, "pruner": str, "seed": int, "keep_checkpoints": int, "params": dict},
+    "search": {
+        "sampler": str,
+        "multivariate": bool,
+        "startup_trials": int,
+        "pruner": str,
+        "min_resource": int,
+        "seed": int,
+        "keep_checkpoints": int,
+        "params": dict,
+    },
 }
 _PARAM_KEYS = {"low", "high", "log", "choices"}
 _TYPE_NAMES = {bool: "true or false", list: "a list", dict: "a table"}
@@ -95,7 +109,7 @@ def spec_from_dict(raw: dict[str, Any], *, where: str) -> StudySpec:
         if len(betas) != 2 or not all(is_number(b, float) for b in betas):
             fail(f"betas must be two numbers, got {betas!r}")
         values["beta1"], values["beta2"] = float(betas[0]), float(betas[1])
-    for name in ("generator_widths", "discriminator_widths"):
+    for name in ("generator_widths", "discriminator_widths", "generator_channels", "discriminator_channels"):
         if name in values:
             if not all(is_number(w, int) for w in values[name]):
                 fail(f"{name} must be a list of integers, got {values[name]!r}")

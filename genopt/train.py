@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -21,10 +22,15 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from genopt.augment import Augmentation, augmentations
 from genopt.data import Dataset, to_model_range
-from genopt.device import default_device
+from genopt.device import default_device, resolve_precision
 from genopt.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
-from genopt.spec import PRECISIONS, RunConfig
+from genopt.spec import RunConfig
+from genopt.warmstart import WarmStart, warm_start
+
+# Seeds the augmentations' own random draws, apart from the batch order and the noise.
+AUGMENT_SEED_OFFSET = 7_919
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,10 @@ class TrainResult:
     diverged: bool = False
     raw_generator: Generator | None = None
     discriminator: Discriminator | None = None
+    # The precision the steps ran in, "auto" resolved for the device: "fp32" or "bf16".
+    precision: str = "fp32"
+    # A warm start's freshly initialised layers ("generator net.0", ...); None without one.
+    fresh_layers: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.raw_generator is None:
@@ -68,34 +78,47 @@ class TrainResult:
 def build_models(config: RunConfig, dataset: Dataset) -> tuple[Generator, Discriminator]:
     """The generator and discriminator a run config describes, for this dataset's shape and classes."""
     num_classes = dataset.num_classes if config.model == "cgan" else 0
+    dcgan = config.kind == "dcgan"
     generator = Generator(
-        GeneratorConfig(config.noise_dim, config.generator_widths, dataset.image_shape, num_classes)
+        GeneratorConfig(
+            config.noise_dim,
+            config.generator_channels if dcgan else config.generator_widths,
+            dataset.image_shape,
+            num_classes,
+            config.kind,
+        )
     )
     discriminator = Discriminator(
         DiscriminatorConfig(
-            config.discriminator_widths,
+            config.discriminator_channels if dcgan else config.discriminator_widths,
             dataset.image_shape,
             num_classes,
             config.leaky_slope,
             config.conditioning,
             config.spectral_norm,
+            config.kind,
         )
     )
     return generator, discriminator
 
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """The autocast context of a spec's ``precision``: none for ``fp32``, bfloat16 for ``bf16``."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "bf16":
+    """The autocast context of a spec's ``precision``: none for ``fp32``, bfloat16 for ``bf16``.
+
+    ``auto`` is either, as ``genopt.device.resolve_precision`` decides for ``device``.
+    """
+    if resolve_precision(precision, device) == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
-    raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    return contextlib.nullcontext()
 
 
 def adam(model: torch.nn.Module, config: RunConfig) -> torch.optim.Adam:
     """Adam as the run says; fused, which is measured fastest on the CPU (docs/benchmarks.md)."""
     return torch.optim.Adam(model.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), fused=True)
+
+
+def _unchanged(images: torch.Tensor) -> torch.Tensor:
+    return images
 
 
 def train_step(
@@ -107,6 +130,9 @@ def train_step(
     labels: torch.Tensor | None,
     z: torch.Tensor,
     precision: str = "fp32",
+    *,
+    augment_real: Augmentation | None = None,
+    augment_fake: Augmentation | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One discriminator update and one generator update; returns the two losses (detached).
 
@@ -115,15 +141,20 @@ def train_step(
     weights during the generator's backward. (With spectral norm, D's power iteration runs once per
     pass, so once for both halves here.) An AC-GAN discriminator (Odena et al. 2017) adds the class
     cross-entropy of real and fake images to D's loss, and that of fake images to G's.
+
+    ``augment_real`` and ``augment_fake`` transform the images D sees (``genopt.augment``): the
+    fakes in D's step and in G's alike, so G's gradient passes through the same augmentation.
     """
     b = len(real)
+    for_real, for_fake = augment_real or _unchanged, augment_fake or _unchanged
     ctx = autocast(precision, real.device)
     with ctx:
         fake = G(z, labels)
-        # discriminator: one pass over real and fake together (an MLP has no batch statistics to mix)
+        # discriminator: one pass over real and fake together (no batch statistics in D to mix)
         D.requires_grad_(True)
         logits, classes = D.forward_with_classes(
-            torch.cat([real, fake.detach()]), torch.cat([labels, labels]) if labels is not None else None
+            torch.cat([for_real(real), for_fake(fake.detach())]),
+            torch.cat([labels, labels]) if labels is not None else None,
         )
     d_loss = F.binary_cross_entropy_with_logits(
         logits[:b].float(), torch.ones(b, device=real.device)
@@ -138,7 +169,7 @@ def train_step(
     # generator: D's own gradients are not needed here, so D is frozen for this backward
     D.requires_grad_(False)
     with ctx:
-        fake_logits, fake_classes = D.forward_with_classes(fake, labels)
+        fake_logits, fake_classes = D.forward_with_classes(for_fake(fake), labels)
     g_loss = F.binary_cross_entropy_with_logits(fake_logits.float(), torch.ones(b, device=real.device))
     if fake_classes is not None:
         g_loss = g_loss + F.cross_entropy(fake_classes.float(), labels)
@@ -181,6 +212,7 @@ def train(
     *,
     on_epoch: Callable[[Generator, EpochStats], str | None] | None = None,
     device: torch.device | None = None,
+    init: WarmStart | None = None,
 ) -> TrainResult:
     """Train a generator as ``config`` says; same seed, same result on the CPU.
 
@@ -191,6 +223,8 @@ def train(
             when ``config.ema_decay > 0``) and the epoch's figures; a non-empty string it returns
             stops training and becomes ``stop_reason``.
         device: defaults to ``cuda`` when available.
+        init: weights to start from (``genopt.warmstart``): every layer that fits is loaded into
+            the generator, and into the discriminator when ``init`` holds one; the rest start fresh.
 
     Returns:
         The trained generator (the weight average when on, see ``TrainResult``), the trained
@@ -200,9 +234,10 @@ def train(
     device = default_device(device)
     torch.manual_seed(config.seed)
     G, D = (m.to(device) for m in build_models(config, dataset))
+    fresh = warm_start(G, D, init) if init is not None else None
     conditional = G.config.num_classes > 0
     opt_G, opt_D = adam(G, config), adam(D, config)
-    autocast(config.precision, device)  # an unknown precision fails here, before any work
+    precision = resolve_precision(config.precision, device)  # an unknown one fails here, before any work
     average = WeightAverage(G, config.ema_decay) if config.ema_decay > 0 else None
     shown = average.model if average is not None else G
 
@@ -210,7 +245,13 @@ def train(
     images = dataset.train.images[:n].to(device)
     labels = dataset.train.labels[:n].to(device)
     order_rng = torch.Generator().manual_seed(config.seed)
-    result = TrainResult(generator=shown, raw_generator=G, discriminator=D)
+    augment_rng = torch.Generator().manual_seed(config.seed + AUGMENT_SEED_OFFSET)
+    augment_real, augment_fake = augmentations(
+        config.augment, p=config.augment_probability, generator=augment_rng
+    )
+    step = functools.partial(train_step, augment_real=augment_real, augment_fake=augment_fake)
+    result = TrainResult(generator=shown, raw_generator=G, discriminator=D, precision=precision)
+    result.fresh_layers = fresh.names() if fresh is not None else None
 
     for epoch in range(1, config.epochs + 1):
         G.train()
@@ -225,7 +266,7 @@ def train(
             y = labels[idx] if conditional else None
             b = len(idx)
             z = torch.randn(b, config.noise_dim, device=device)
-            d_loss, g_loss = train_step(G, D, opt_G, opt_D, real, y, z, config.precision)
+            d_loss, g_loss = step(G, D, opt_G, opt_D, real, y, z, precision)
             if average is not None:
                 average.update()
 

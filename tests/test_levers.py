@@ -182,7 +182,7 @@ def test_a_spec_stored_before_the_levers_loads_as_the_articles_behaviour():
     for name in NEW_FIELDS:
         del stored[name]
     spec = StudySpec.from_dict(stored)
-    assert {name: getattr(spec, name) for name in NEW_FIELDS} == ARTICLE_BEHAVIOUR
+    assert {name: getattr(spec, name) for name in NEW_FIELDS} == {n: ARTICLE_BEHAVIOUR[n] for n in NEW_FIELDS}
     assert spec.objective_name == "fid"
     assert dataclasses.replace(spec, **{n: getattr(StudySpec(), n) for n in NEW_FIELDS}) == StudySpec(
         model="cgan"

@@ -40,3 +40,22 @@ def add_data_dir(parser: argparse.ArgumentParser, *, writes: bool = False) -> No
         else "the study's IDX folder, if it moved (default: where the study found its data)"
     )
     parser.add_argument("--data-dir", type=Path, help=help_text)
+
+
+def add_workers(parser: argparse.ArgumentParser) -> None:
+    """``--workers N`` and ``--workers-per-gpu K``: local worker processes and where each trains."""
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="worker processes sharing the trials, each with its share of the CPU threads (default 1); "
+        "more machines join with genopt worker",
+    )
+    parser.add_argument(
+        "--workers-per-gpu",
+        type=positive_int,
+        metavar="K",
+        help="put K workers on each visible GPU in turn: worker i trains on GPU i // K, and workers "
+        "beyond K x the GPUs on the CPU (default: the workers share every GPU round-robin, worker i "
+        "on GPU i mod the GPU count); without a GPU every worker trains on the CPU",
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from genopt.cli.options import add_artifact_dir, add_data_dir, add_storage, positive_int
+from genopt.cli.options import add_artifact_dir, add_data_dir, add_storage, add_workers, positive_int
 from genopt.errors import GenoptError
 from genopt.spec import MODELS, SEARCHABLE, parse_value
 from genopt.spec_toml import find_spec
@@ -37,14 +37,21 @@ def add_parser(subparsers) -> None:
         help="try these parameters first, trained to the full budget as a baseline "
         "(e.g. lr=2e-4,batch_size=64,noise_dim=100); repeatable",
     )
-    p.add_argument(
-        "--workers",
-        type=positive_int,
-        default=1,
-        help="worker processes sharing the trials, each with its share of CPU threads or its own GPU "
-        "(default 1); more machines join with genopt worker",
-    )
+    add_workers(p)
     add_artifact_dir(p, writes=True)
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        metavar="PATH",
+        help="warm start: every trial starts from this trial checkpoint's or exported ensemble's weights "
+        "where the layers fit (the rest start fresh and are listed); the study remembers the file",
+    )
+    p.add_argument(
+        "--init-member",
+        type=int,
+        metavar="N",
+        help="with an exported ensemble: start from its member N, counted from 0 (default: its best member)",
+    )
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bar (default: a bar only on a terminal)"
     )
@@ -102,9 +109,14 @@ def run(args: argparse.Namespace) -> int:
             storage_url=args.storage,
             artifact_dir=args.artifact_dir,
             enqueue=args.enqueue,
+            init_from=args.init_from,
+            init_member=args.init_member,
         ),
         workers=args.workers,
+        workers_per_gpu=args.workers_per_gpu,
         artifact_dir=args.artifact_dir,
+        init_from=args.init_from,
+        init_member=args.init_member,
     )
     print(study_summary(result.study, fid_floor=result.fid_floor, feature_accuracy=result.feature_accuracy))
     return 0

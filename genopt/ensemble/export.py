@@ -157,6 +157,18 @@ def load_ensemble(path: str | Path) -> EnsembleGenerator:
         GenoptError: the file or its JSON is missing, the hash differs, or the file holds anything
             but tensors and plain values.
     """
+    return _ensemble_of(read_checkpoint(path)[0])
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], str]:
+    """The checkpoint saved at ``path`` as plain values and tensors, and its sha256.
+
+    Checked as ``load_ensemble`` checks it (a warm start reads members' weights through this): the
+    sha256 against the JSON beside it first, then loaded with ``weights_only``.
+
+    Raises:
+        GenoptError: as ``load_ensemble``.
+    """
     path = Path(path)
     json_path = path.with_suffix(".json")
     if not path.is_file():
@@ -178,7 +190,7 @@ def load_ensemble(path: str | Path) -> EnsembleGenerator:
         ) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise GenoptError(f"{path} is not a {FORMAT} checkpoint")
-    return _ensemble_of(checkpoint)
+    return checkpoint, expected
 
 
 @dataclass(frozen=True)

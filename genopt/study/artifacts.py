@@ -17,6 +17,7 @@ import dataclasses
 import errno
 import json
 import os
+import pickle
 import shutil
 import tempfile
 import uuid
@@ -32,7 +33,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from genopt.errors import GenoptError
 from genopt.grid import save_grid
-from genopt.models import Generator, GeneratorConfig
+from genopt.models import Discriminator, Generator, GeneratorConfig
 
 CHECKPOINT_FORMAT = "genopt-generator/1"
 
@@ -46,6 +47,8 @@ SEED_ATTR = "seed"
 EPOCHS_ATTR = "epochs"
 WALL_SECONDS_ATTR = "wall_seconds"
 IMAGES_PER_SECOND_ATTR = "images_per_second"
+# The precision the trial trained in, "fp32" or "bf16" (what the spec's "auto" chose on its device).
+PRECISION_ATTR = "precision"
 LOSS_HISTORY_ATTR = "loss_history"
 STOP_REASON_ATTR = "stop_reason"
 # Why a trial ended as FAIL, in one line: "interrupted" (Ctrl-C), or "artifact store full: ...".
@@ -63,18 +66,34 @@ def history_attr(score: str) -> str:
     return f"{score}_history"
 
 
-def save_checkpoint(path: str, generator: Generator, **metadata: Any) -> None:
-    """A generator checkpoint of tensors and plain values only (``torch.load(weights_only=True)``)."""
+# Optional fields: the discriminator's architecture and weights, kept for warm starts since these
+# fields exist (genopt.study.warm); older checkpoints lack them.
+DISCRIMINATOR_FIELDS = ("discriminator_config", "discriminator_state_dict")
+
+
+def save_checkpoint(
+    path: str, generator: Generator, *, discriminator: Discriminator | None = None, **metadata: Any
+) -> None:
+    """A generator checkpoint of tensors and plain values only (``torch.load(weights_only=True)``).
+
+    With ``discriminator``, its config and weights are kept too, so a warm start can begin both.
+    """
     state = {k: v.detach().cpu() for k, v in generator.state_dict().items()}
-    torch.save(
-        {"format": CHECKPOINT_FORMAT, "generator_config": generator.config.to_dict(), "state_dict": state}
-        | metadata,
-        path,
-    )
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "generator_config": generator.config.to_dict(),
+        "state_dict": state,
+    }
+    if discriminator is not None:
+        checkpoint["discriminator_config"] = discriminator.config.to_dict()
+        checkpoint["discriminator_state_dict"] = {
+            k: v.detach().cpu() for k, v in discriminator.state_dict().items()
+        }
+    torch.save(checkpoint | metadata, path)
 
 
-def load_checkpoint(source: str | os.PathLike | IO[bytes], *, name: str) -> tuple[Generator, dict[str, Any]]:
-    """The generator (CPU, eval mode) and the metadata of a checkpoint ``save_checkpoint`` wrote.
+def read_checkpoint(source: str | os.PathLike | IO[bytes], *, name: str) -> dict[str, Any]:
+    """Everything a checkpoint ``save_checkpoint`` wrote holds, read without running any code.
 
     Args:
         source: a path or an open binary file.
@@ -85,17 +104,33 @@ def load_checkpoint(source: str | os.PathLike | IO[bytes], *, name: str) -> tupl
     """
     try:
         checkpoint = torch.load(source, map_location="cpu", weights_only=True)
-    except Exception as exc:  # weights_only refuses anything that would run code
+    except pickle.UnpicklingError:  # weights_only refuses anything that would run code; pages of advice
+        refused = f"{name} holds more than tensors and plain values: refusing to unpickle it"
+        raise GenoptError(refused) from None
+    except Exception as exc:  # not a torch file, or a truncated one
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GenoptError(f"{name} cannot be read safely: {reason}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise GenoptError(f"{name} is not a {CHECKPOINT_FORMAT} file")
+    return checkpoint
+
+
+def load_checkpoint(source: str | os.PathLike | IO[bytes], *, name: str) -> tuple[Generator, dict[str, Any]]:
+    """The generator (CPU, eval mode) and the metadata of a checkpoint ``save_checkpoint`` wrote.
+
+    The metadata leaves out the weights (and the discriminator's, when the checkpoint has them).
+
+    Raises:
+        GenoptError: as ``read_checkpoint``, or the weights do not fit the generator's own config.
+    """
+    checkpoint = read_checkpoint(source, name=name)
     try:
         generator = Generator(GeneratorConfig.from_dict(checkpoint["generator_config"]))
         generator.load_state_dict(checkpoint["state_dict"])
     except (KeyError, TypeError, RuntimeError) as exc:
         raise GenoptError(f"{name} does not fit its own generator config: {exc}") from None
-    metadata = {k: v for k, v in checkpoint.items() if k not in ("generator_config", "state_dict")}
+    weights = ("generator_config", "state_dict", *DISCRIMINATOR_FIELDS)
+    metadata = {k: v for k, v in checkpoint.items() if k not in weights}
     return generator.requires_grad_(False).eval(), metadata
 
 
@@ -130,16 +165,22 @@ def upload_trial_artifacts(
 
 
 def upload_checkpoint(
-    trial: optuna.Trial, store: FileSystemArtifactStore, generator: Generator, **metadata: Any
+    trial: optuna.Trial,
+    store: FileSystemArtifactStore,
+    generator: Generator,
+    *,
+    discriminator: Discriminator | None = None,
+    **metadata: Any,
 ) -> str:
-    """Save ``generator`` as the trial's checkpoint artifact; its id is also the trial's attribute.
+    """Save ``generator`` (and ``discriminator``) as the trial's checkpoint artifact; its id is
+    also the trial's attribute.
 
     Raises:
         ArtifactStoreFull: the store has no room; the trial's ``reason`` says so.
     """
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, f"generator-trial{trial.number}.pt")
-        save_checkpoint(path, generator, **metadata)
+        save_checkpoint(path, generator, discriminator=discriminator, **metadata)
         artifact_id = upload(trial, store, path, "application/x-pytorch")
     trial.set_user_attr(CHECKPOINT_ATTR, artifact_id)
     return artifact_id

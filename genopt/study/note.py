@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from genopt.spec import StudySpec
-from genopt.study.stored import DATASET_ATTR, FEATURE_ACCURACY_ATTR, FID_FLOOR_ATTR, SPEC_ATTR
+from genopt.study.stored import DATASET_ATTR, FEATURE_ACCURACY_ATTR, FID_FLOOR_ATTR, INIT_ATTR, SPEC_ATTR
 
 
 def study_note(study_name: str, user_attrs: dict[str, Any], command: str | None = None) -> str:
@@ -43,6 +43,7 @@ def study_note(study_name: str, user_attrs: dict[str, Any], command: str | None 
         f"| sha256 | `{dataset.get('sha256', '?')}` |",
         f"| feature network validation accuracy | {_fmt(accuracy, '.4f')} |",
         f"| FID floor (validation vs test) | {_fmt(floor, '.2f')} |",
+        *_init_rows(user_attrs.get(INIT_ATTR)),
         "",
         "### How to read the numbers",
         "",
@@ -66,6 +67,16 @@ def study_note(study_name: str, user_attrs: dict[str, Any], command: str | None 
     return "\n".join(lines) + "\n"
 
 
+def _init_rows(init: dict[str, Any] | None) -> list[str]:
+    if not init:
+        return []
+    member = f" (member {init['member']})" if init.get("member") is not None else ""
+    return [
+        f"| warm start from | `{init.get('path', '?')}`{member} |",
+        f"| its sha256 | `{init.get('sha256', '?')}` |",
+    ]
+
+
 def _fmt(value: Any, spec: str) -> str:
     return format(value, spec) if isinstance(value, int | float) else "?"
 
@@ -83,6 +94,8 @@ def reproduce_command(
     storage_url: str | None = None,
     artifact_dir: Path | None = None,
     enqueue: Sequence[str] = (),
+    init_from: Path | None = None,
+    init_member: int | None = None,
 ) -> str:
     """The ``genopt study`` line that makes this study again, every budget spelled out."""
     words = ["genopt", "study", "--model", spec.model, "--dataset", spec.dataset, "--study", study_name]
@@ -100,4 +113,8 @@ def reproduce_command(
         words += ["--train-limit", str(spec.train_limit)]
     for text in enqueue:
         words += ["--enqueue", text]
+    if init_from is not None:
+        words += ["--init-from", str(init_from)]
+    if init_member is not None:
+        words += ["--init-member", str(init_member)]
     return shlex.join(words)

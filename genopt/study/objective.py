@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from genopt.models import Generator
 from genopt.spec import SEARCHABLE, StudySpec
 from genopt.study import artifacts as A
 from genopt.train import EpochStats, train
+from genopt.warmstart import WarmStart
 
 # The constraint's name among the trial's constraints (feasible when its value is <= 0).
 LABEL_ACCURACY_CONSTRAINT = "min_label_accuracy"
@@ -56,13 +58,52 @@ def evaluate_generator(evaluator: FidEvaluator, generator: Generator, n: int) ->
 
 
 @dataclass
-class _Chosen:
-    """The epoch a trial is scored by, with a copy of that epoch's generator."""
+class Chosen:
+    """The epoch a trial is scored by, with a copy of that epoch's generator (when one was given)."""
 
     epoch: int
     value: float
     scores: Scores
-    state: dict[str, torch.Tensor]
+    state: dict[str, torch.Tensor] | None
+
+
+class EpochJudge:
+    """One trial's epochs as the study sees them: report each, keep the chosen one, ask the pruner.
+
+    The same judge serves real training (``Objective``) and replays of a learning-curve table
+    (``genopt.study.replay``), so a replayed search prunes exactly as a real one would.
+    """
+
+    def __init__(self, trial: optuna.Trial, spec: StudySpec, epochs: int, *, baseline: bool = False):
+        self.trial = trial
+        self.spec = spec
+        self.epochs = epochs
+        self.baseline = baseline
+        self.chosen: Chosen | None = None
+
+    def __call__(
+        self, epoch: int, scores: Scores, state: Callable[[], dict[str, torch.Tensor]] | None = None
+    ) -> str | None:
+        """Judge one epoch's scores; a reason to stop the trial, or None to go on.
+
+        Args:
+            state: makes a copy of this epoch's generator weights, called only when the epoch
+                becomes the chosen one.
+        """
+        objective = self.spec.objective_name
+        value = scores.get(objective)
+        if not math.isfinite(value):
+            return f"non-finite validation {objective} at epoch {epoch}"
+        # Training drifts: the trial keeps its best epoch's generator unless the spec says "last".
+        chosen = self.chosen
+        if chosen is None or self.spec.select_epoch == "last" or value < chosen.value:
+            self.chosen = Chosen(epoch, value, scores, state() if state is not None else None)
+        self.trial.report(value, epoch)
+        # A trial that has run its whole budget is finished: pruning it would save nothing.
+        last = epoch == self.epochs
+        if not self.baseline and not last and self.trial.should_prune():
+            return f"pruned at epoch {epoch}"
+        return None
 
 
 class Objective:
@@ -75,12 +116,14 @@ class Objective:
         evaluator: FidEvaluator,
         store: optuna.artifacts.FileSystemArtifactStore,
         device: torch.device,
+        init: WarmStart | None = None,
     ):
         self.spec = spec
         self.dataset = dataset
         self.evaluator = evaluator
         self.store = store
         self.device = device
+        self.init = init  # every trial's networks start from these weights where layers fit
 
     def scores(self, generator: Generator) -> Scores:
         """The generator's scores on the study's evaluation budget."""
@@ -99,31 +142,16 @@ class Objective:
         spec = self.spec
         seed = trial_seed(spec, trial.number)
         config = spec.run_config(suggest(trial, spec), seed=seed)
-        baseline = bool(trial.user_attrs.get(A.BASELINE_ATTR))
-        objective = spec.objective_name
+        judge = EpochJudge(trial, spec, config.epochs, baseline=bool(trial.user_attrs.get(A.BASELINE_ATTR)))
         history: list[dict[str, Any]] = []
-        chosen: _Chosen | None = None
 
         def on_epoch(generator: Generator, stats: EpochStats) -> str | None:
-            nonlocal chosen
             scores = self.scores(generator)
             history.append(_history_row(stats, scores))
-            value = scores.get(objective)
-            if not math.isfinite(value):
-                return f"non-finite validation {objective} at epoch {stats.epoch}"
-            # Training drifts: the trial keeps its best epoch's generator unless the spec says "last".
-            if chosen is None or spec.select_epoch == "last" or value < chosen.value:
-                state = {k: v.detach().clone() for k, v in generator.state_dict().items()}
-                chosen = _Chosen(stats.epoch, value, scores, state)
-            trial.report(value, stats.epoch)
-            # A trial that has run its whole budget is finished: pruning it would save nothing.
-            last = stats.epoch == config.epochs
-            if not baseline and not last and trial.should_prune():
-                return f"pruned at epoch {stats.epoch}"
-            return None
+            return judge(stats.epoch, scores, lambda: _copy_state(generator))
 
-        result = train(config, self.dataset, on_epoch=on_epoch, device=self.device)
-        generator = result.generator
+        result = train(config, self.dataset, on_epoch=on_epoch, device=self.device, init=self.init)
+        generator, chosen = result.generator, judge.chosen
         if chosen is not None:
             generator = copy.deepcopy(generator)
             generator.load_state_dict(chosen.state)
@@ -153,14 +181,18 @@ class Objective:
             study=trial.study.study_name,
             dataset=self.dataset.name,
             dataset_sha256=self.dataset.sha256,
+            # The last epoch's discriminator (only the generator is copied at the chosen epoch): a
+            # warm start (--init-from) takes it as the discriminator's starting point.
+            discriminator=result.discriminator,
         )
         return chosen.value
 
-    def _record(self, trial, seed, start, result, history, chosen: _Chosen | None) -> None:
+    def _record(self, trial, seed, start, result, history, chosen: Chosen | None) -> None:
         trial.set_user_attr(A.SEED_ATTR, seed)
         trial.set_user_attr(A.EPOCHS_ATTR, len(result.epochs))
         trial.set_user_attr(A.WALL_SECONDS_ATTR, round(time.perf_counter() - start, 2))
         trial.set_user_attr(A.IMAGES_PER_SECOND_ATTR, round(result.images_per_second, 1))
+        trial.set_user_attr(A.PRECISION_ATTR, result.precision)
         trial.set_user_attr(A.LOSS_HISTORY_ATTR, [[e.d_loss, e.g_loss] for e in result.epochs])
         for name in A.SCORE_NAMES:
             values = [row[name] for row in history if name in row]
@@ -170,6 +202,10 @@ class Objective:
             trial.set_user_attr(A.BEST_EPOCH_ATTR, chosen.epoch)
             for name, value in chosen.scores.as_dict().items():
                 trial.set_user_attr(name, value)
+
+
+def _copy_state(generator: Generator) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in generator.state_dict().items()}
 
 
 def _history_row(stats: EpochStats, scores: Scores) -> dict[str, Any]:

@@ -33,13 +33,16 @@ from genopt.study.stored import (
     DATASET_ATTR,
     FEATURE_ACCURACY_ATTR,
     FID_FLOOR_ATTR,
+    INIT_ATTR,
     SPEC_ATTR,
     dataset_record,
     stored_spec,
     study_artifact_dir,
     study_dataset,
 )
+from genopt.study.warm import check_init, read_init, study_init
 from genopt.study.workers import spawn_local_workers
+from genopt.train import build_models
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,9 @@ def run_study(
     command: str | None = None,
     workers: int = 1,
     artifact_dir: Path | None = None,
+    workers_per_gpu: int | None = None,
+    init_from: Path | None = None,
+    init_member: int | None = None,
 ) -> StudyResult:
     """Add ``trials`` trials to the study ``study_name`` (created on first use) and run them.
 
@@ -78,12 +84,18 @@ def run_study(
         command: the command line that makes this study, written into the study note.
         workers: processes that share the ``trials`` (each gets its share of CPU threads, or a GPU).
         artifact_dir: the artifact store's folder (default ``storage/artifacts``).
+        workers_per_gpu: local workers placed on each GPU, in order, the rest on the CPU (default:
+            the workers share every GPU round-robin); see ``genopt.study.workers.worker_gpus``.
+        init_from: a trial checkpoint or ensemble export whose weights every trial starts from
+            (``genopt.study.warm``); a resumed study uses the file it was made with.
+        init_member: which member of an ensemble export (default: its best).
 
     Raises:
         GenoptError: bad input, found before anything is written; or a worker process that failed.
         KeyboardInterrupt: Ctrl-C; the running trials end as FAIL with user attribute reason "interrupted".
     """
-    for name, value in (("trials", trials), ("workers", workers)):
+    per_gpu = 1 if workers_per_gpu is None else workers_per_gpu
+    for name, value in (("trials", trials), ("workers", workers), ("workers per GPU", per_gpu)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise GenoptError(f"the number of {name} must be a positive integer, got {value!r}")
     names = {p.name for p in spec.params}
@@ -100,6 +112,14 @@ def run_study(
         existing = None
     if existing is not None:
         check_resumable(existing, spec, dataset.sha256)
+    if init_member is not None and init_from is None:
+        raise GenoptError("--init-member picks a member of the ensemble that --init-from names: give both")
+    for config in spec.architectures():  # a size the networks cannot take is refused here, in one line
+        build_models(config, dataset)
+    init = read_init(init_from, member=init_member) if init_from is not None else None
+    init = study_init(existing, init, study_name=study_name)
+    if init is not None:
+        print(check_init(spec, dataset, init), flush=True)
     n_existing = len(existing.trials) if existing is not None else 0
 
     device = default_device()
@@ -122,6 +142,8 @@ def run_study(
         study.set_user_attr(ARTIFACT_DIR_ATTR, str(folder))
         study.set_user_attr(FID_FLOOR_ATTR, floor)
         study.set_user_attr(FEATURE_ACCURACY_ATTR, evaluator.validation_accuracy)
+        if init is not None:
+            study.set_user_attr(INIT_ATTR, init.record())
     if not optuna_dashboard.get_note(study):
         optuna_dashboard.save_note(study, study_note(study_name, study.user_attrs, command))
     for params in enqueue:
@@ -130,7 +152,7 @@ def run_study(
     artifact_dir = study_artifact_dir(study, artifact_dir)
     if workers == 1:
         store = artifact_store(artifact_dir)
-        objective = Objective(spec, dataset, evaluator, store, device)
+        objective = Objective(spec, dataset, evaluator, store, device, init=init)
         optimize(study, objective, trials=trials, store=store, keep=spec.keep_checkpoints, progress=progress)
     else:
         spawn_local_workers(
@@ -140,6 +162,7 @@ def run_study(
             trials=trials,
             data_dir=data_dir,
             artifact_dir=artifact_dir,
+            per_gpu=workers_per_gpu,
         )
         study = optuna.load_study(study_name=study_name, storage=storage)
     return StudyResult(study, floor, evaluator.validation_accuracy)
@@ -219,11 +242,14 @@ def run_worker(
     spec = stored_spec(study)
     dataset = study_dataset(study, data_dir)
     check_resumable(study, spec, dataset.sha256)
+    init = study_init(study, None, study_name=study_name)
+    if init is not None:
+        print(check_init(spec, dataset, init), flush=True)
     device = default_device()
     evaluator = FidEvaluator(dataset, device=device)
     study.sampler = make_sampler(spec, n_existing=len(study.trials), worker=worker)
     study.pruner = make_pruner(spec)
     store = artifact_store(study_artifact_dir(study, artifact_dir))
-    objective = Objective(spec, dataset, evaluator, store, device)
+    objective = Objective(spec, dataset, evaluator, store, device, init=init)
     optimize(study, objective, trials=trials, store=store, keep=spec.keep_checkpoints, progress=progress)
     return StudyResult(study, evaluator.floor(), evaluator.validation_accuracy)

@@ -14,11 +14,13 @@ from genopt.spec import StudySpec
 from genopt.study.stored import DATASET_ATTR, SPEC_ATTR
 
 # Spec fields that may change between runs of one study; the rest define what its scores mean.
-RESUMABLE_FIELDS = frozenset({"seed", "keep_checkpoints", "sampler", "pruner"})
+RESUMABLE_FIELDS = frozenset(
+    {"seed", "keep_checkpoints", "sampler", "multivariate", "startup_trials", "pruner", "min_resource"}
+)
 
 
 def make_sampler(spec: StudySpec, *, n_existing: int = 0, worker: int = 0) -> optuna.samplers.BaseSampler:
-    """The spec's sampler, seeded apart from earlier runs and from other workers.
+    """The spec's sampler (TPE, GP or random), seeded apart from earlier runs and from other workers.
 
     Args:
         spec: the study's spec (``sampler``, ``seed``).
@@ -29,14 +31,35 @@ def make_sampler(spec: StudySpec, *, n_existing: int = 0, worker: int = 0) -> op
     seed = (spec.seed + n_existing + 1_000_003 * worker) % 2**32
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    if spec.sampler == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=spec.startup_trials)
+    return optuna.samplers.TPESampler(
+        seed=seed, multivariate=spec.multivariate, n_startup_trials=spec.startup_trials
+    )
 
 
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    """The spec's pruner over epochs: Hyperband from one epoch up to ``max_epochs``, or none."""
-    if spec.pruner == "none":
-        return optuna.pruners.NopPruner()
-    return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=spec.max_epochs, reduction_factor=3)
+    """The spec's pruner over epochs (each trial reports its objective after every epoch).
+
+    - ``hyperband``: Hyperband (Li et al. 2018) from ``min_resource`` epochs up to ``max_epochs``,
+      reduction factor 3;
+    - ``successive_halving``: asynchronous successive halving (Li et al. 2020), the same rungs;
+    - ``median``: prune below the median of earlier trials at the same epoch (after 5 trials);
+    - ``patient``: prune a trial whose score has not improved for 2 epochs;
+    - ``none``: every trial runs its whole budget.
+    """
+    min_resource = min(spec.min_resource, spec.max_epochs)
+    if spec.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=min_resource, max_resource=spec.max_epochs, reduction_factor=3
+        )
+    if spec.pruner == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_resource, reduction_factor=3)
+    if spec.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5)
+    if spec.pruner == "patient":
+        return optuna.pruners.PatientPruner(None, patience=2)
+    return optuna.pruners.NopPruner()
 
 
 def check_resumable(study: optuna.Study, spec: StudySpec, dataset_sha256: str) -> None:

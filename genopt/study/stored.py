@@ -22,6 +22,8 @@ DATASET_ATTR = "dataset"
 ARTIFACT_DIR_ATTR = "artifact_dir"
 FID_FLOOR_ATTR = "fid_floor"
 FEATURE_ACCURACY_ATTR = "feature_net_validation_accuracy"
+# A warm-started study's source: {"path", "sha256", "member", "discriminator"} (genopt.study.warm).
+INIT_ATTR = "init"
 
 
 def dataset_record(dataset: Dataset, data_dir: Path | None) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Each worker is ``genopt worker`` in a process of its own, so trials train in parallel (threads of
 one process would share one interpreter and torch's thread pool). The study already exists when
 they start; they share the trials to add, split as evenly as whole trials allow. Each gets its share
-of the CPU threads, or a GPU of its own when there are several.
+of the CPU threads, and a GPU by ``worker_gpus`` when CUDA sees any: several workers may share one,
+since one small MLP trial leaves a GPU mostly idle (its steps are bound by launch overhead).
 """
 
 from __future__ import annotations
@@ -36,6 +37,32 @@ def _gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def worker_gpus(workers: int, *, gpus: int, per_gpu: int | None = None) -> list[int | None]:
+    """The GPU of each local worker, as an index among the visible GPUs; None is the CPU.
+
+    With ``per_gpu`` K, worker i gets GPU i // K while there is such a GPU, and the CPU after that
+    (8 workers, K = 2, 3 GPUs: 0 0 1 1 2 2 CPU CPU). Without it the workers share every GPU
+    round-robin (worker i gets GPU i % gpus). With no GPU, every worker gets the CPU.
+    """
+    if gpus < 1:
+        return [None] * workers
+    if per_gpu is None:
+        return [i % gpus for i in range(workers)]
+    return [i // per_gpu if i // per_gpu < gpus else None for i in range(workers)]
+
+
+def cuda_visible_devices(gpu: int | None, inherited: str | None) -> str:
+    """``CUDA_VISIBLE_DEVICES`` for a worker on visible GPU ``gpu`` ("" for None: the CPU).
+
+    ``gpu`` counts among the GPUs this process sees, so the variable it ``inherited`` is mapped
+    through: with "2,3", visible GPU 1 is device "3".
+    """
+    if gpu is None:
+        return ""
+    ids = [v.strip() for v in inherited.split(",")] if inherited and inherited.strip() else []
+    return ids[gpu] if gpu < len(ids) else str(gpu)
+
+
 def worker_command(
     *, study_name: str, storage_url: str, trials: int, index: int, threads: int, data_dir, artifact_dir
 ) -> list[str]:
@@ -57,8 +84,12 @@ def spawn_local_workers(
     trials: int,
     data_dir: Path | None = None,
     artifact_dir: Path | None = None,
+    per_gpu: int | None = None,
 ) -> None:
     """Run ``trials`` trials of an existing study in ``workers`` processes and wait for all of them.
+
+    Each worker gets a GPU by ``worker_gpus(workers, gpus=..., per_gpu=per_gpu)`` when CUDA sees
+    any GPU, else the CPU.
 
     Ctrl-C reaches the workers once, through this process: each ends its running trial as FAIL
     (reason "interrupted") and exits; then ``KeyboardInterrupt`` is raised here.
@@ -69,12 +100,21 @@ def spawn_local_workers(
     """
     split = shares(trials, workers)
     gpus = _gpu_count()
+    placement = worker_gpus(len(split), gpus=gpus, per_gpu=per_gpu)
+    on_cpu = placement.count(None)
+    if gpus and on_cpu:
+        print(
+            f"{on_cpu} of {len(split)} workers run on the CPU: {gpus} GPU(s) at {per_gpu} worker(s) each",
+            file=sys.stderr,
+        )
     threads = max(1, cpu_count() // len(split))
     processes = []
     for index, n in enumerate(split):
         env = dict(os.environ)
-        if gpus > 1:
-            env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices(
+                placement[index], os.environ.get("CUDA_VISIBLE_DEVICES")
+            )
         command = worker_command(
             study_name=study_name,
             storage_url=storage_url,

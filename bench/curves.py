@@ -1,0 +1,167 @@
+"""The learning-curve table: real training of quasi-random configurations, every epoch scored.
+
+Configurations are drawn by Optuna's ``QMCSampler`` (scrambled Sobol) from the default cGAN search
+space (lr, batch size, noise size). Each one is trained in the bench setting (``SETTING`` below, a
+reduced cGAN where the good configurations learn digits within the budget) without pruning, and
+every epoch records every score (FID, intra-FID, label accuracy), the cumulative wall seconds and
+the images trained. ``bench/search_efficiency.py`` replays searches against this table.
+
+Rebuild: ``.venv/bin/python bench/curves.py --workers 2`` (about 45 minutes on 2 cores; stopping
+and rerunning resumes from the partial file). ``--quick`` builds a 16-configuration table from a
+smaller setting in about a minute, to check the pipeline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import _common
+import optuna
+
+from genopt.spec import StudySpec
+from genopt.study.objective import suggest
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLE = ROOT / "bench" / "data" / "curves.json.gz"
+# The bench setting: a cGAN with narrower MLPs than the seed's, the first 16,384 MNIST training
+# images, 6 epochs, 1,000 validation samples per score, the shipped EMA and objective.
+SETTING = StudySpec(
+    model="cgan",
+    train_limit=16_384,
+    max_epochs=6,
+    fid_samples=1_000,
+    generator_widths=(128, 256),
+    discriminator_widths=(256, 128),
+)
+QUICK_SETTING = dataclasses.replace(SETTING, train_limit=2_048, max_epochs=3, fid_samples=500)
+SCORES = ("fid", "intra_fid", "label_accuracy")
+
+
+def draw_configs(spec: StudySpec, n: int, seed: int = 0) -> list[dict]:
+    """n configurations of the spec's search space from a scrambled Sobol sequence, in order."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.QMCSampler(
+        qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False
+    )
+    study = optuna.create_study(sampler=sampler)
+    configs = []
+    for _ in range(n):
+        trial = study.ask()
+        configs.append(suggest(trial, spec))
+        study.tell(trial, 0.0)
+    return configs
+
+
+def run_one(job: tuple[dict, dict, int]) -> dict:
+    """Train one configuration to the full budget; every epoch's scores, seconds and images."""
+    import torch
+
+    from genopt.data import load_dataset
+    from genopt.metrics import FidEvaluator
+    from genopt.study.objective import evaluate_generator
+    from genopt.train import train
+
+    torch.set_num_threads(1)
+    spec_dict, params, index = job
+    spec = StudySpec.from_dict(spec_dict)
+    dataset = load_dataset(spec.dataset)
+    evaluator = _evaluator(dataset, FidEvaluator)
+    config = spec.run_config(params, seed=index)
+    n_train = min(len(dataset.train), spec.train_limit)
+    epochs: list[dict] = []
+    start = time.perf_counter()
+
+    def on_epoch(generator, stats) -> None:
+        scores = evaluate_generator(evaluator, generator, spec.fid_samples).as_dict()
+        epochs.append(
+            {
+                **{k: round(scores[k], 4) for k in SCORES if k in scores},
+                "seconds": round(time.perf_counter() - start, 2),
+                "images": stats.epoch * n_train,
+            }
+        )
+
+    result = train(config, dataset, on_epoch=on_epoch, device=torch.device("cpu"))
+    return {"index": index, "params": params, "epochs": epochs, "stop_reason": result.stop_reason}
+
+
+_EVALUATORS: dict = {}
+
+
+def _evaluator(dataset, factory):
+    """One feature network and reference statistics per worker process."""
+    if dataset.name not in _EVALUATORS:
+        _EVALUATORS[dataset.name] = factory(dataset)
+    return _EVALUATORS[dataset.name]
+
+
+def build(spec: StudySpec, n: int, workers: int, partial: Path) -> list[dict]:
+    """Every configuration's curve, resuming from the rows already in ``partial`` (JSON lines)."""
+    configs = draw_configs(spec, n)
+    done: dict[int, dict] = {}
+    if partial.exists():
+        for line in partial.read_text().splitlines():
+            row = json.loads(line)
+            if row["params"] == configs[row["index"]]:
+                done[row["index"]] = row
+    jobs = [(spec.to_dict(), configs[i], i) for i in range(n) if i not in done]
+    print(f"{len(done)} of {n} configurations already trained; {len(jobs)} to go", flush=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    with partial.open("a") as out, multiprocessing.get_context("spawn").Pool(workers) as pool:
+        for row in pool.imap_unordered(run_one, jobs):
+            done[row["index"]] = row
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            last = row["epochs"][-1] if row["epochs"] else {}
+            print(
+                f"[{len(done)}/{n}] #{row['index']} {row['params']} -> intra-FID "
+                f"{last.get('intra_fid', float('nan')):.1f} in {last.get('seconds', 0):.0f} s",
+                flush=True,
+            )
+    return [done[i] for i in sorted(done)]
+
+
+def save(path: Path, spec: StudySpec, rows: list[dict], command: str) -> None:
+    """The table as one gzip-compressed JSON document: setting, command, rows."""
+    document = {
+        "setting": spec.to_dict(),
+        "command": command,
+        "machine": _common.machine(),
+        "scores": list(SCORES),
+        "rows": rows,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with gzip.open(tmp, "wt") as f:
+        json.dump(document, f, separators=(",", ":"))
+    os.replace(tmp, path)
+
+
+def load(path: Path = TABLE) -> dict:
+    with gzip.open(path, "rt") as f:
+        return json.load(f)
+
+
+def main() -> None:
+    p = _common.parser(__doc__.splitlines()[0])
+    p.add_argument("--configs", type=int, default=None, help="configurations to train (default 400)")
+    p.add_argument("--workers", type=int, default=1, help="training processes, one thread each")
+    p.add_argument("--out", type=Path, default=None, help=f"the table (default {TABLE.relative_to(ROOT)})")
+    args = p.parse_args()
+    spec = QUICK_SETTING if args.quick else SETTING
+    n = args.configs or (16 if args.quick else 400)
+    out = args.out or (ROOT / "storage" / "bench" / "curves-quick.json.gz" if args.quick else TABLE)
+    partial = ROOT / "storage" / "bench" / (out.name.replace(".json.gz", "") + ".partial.jsonl")
+    rows = build(spec, n, args.workers, partial)
+    save(out, spec, rows, _common.command())
+    print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB, {len(rows)} configurations)")
+
+
+if __name__ == "__main__":
+    main()

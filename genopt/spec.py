@@ -157,10 +157,11 @@ class StudySpec:
     min_label_accuracy: float | None = None
     select_epoch: str = "best"
     # [search]
-    sampler: str = "tpe"
+    # The search: chosen by replaying candidates on a learning-curve table (docs/benchmarks.md).
+    sampler: str = "gp"
     multivariate: bool = True  # TPE only: one joint model of all parameters
     startup_trials: int = 10  # TPE and GP: random trials before the model is used
-    pruner: str = "hyperband"
+    pruner: str = "none"
     min_resource: int = 1  # hyperband and successive_halving: epochs every trial runs (at most max_epochs)
     seed: int = 0
     keep_checkpoints: int = 5

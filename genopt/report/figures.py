@@ -55,7 +55,7 @@ FIGURES = {
         "fid-per-epoch.png",
         "Validation objective per epoch",
         "Every trial's objective after each epoch (its "
-        "intermediate values); pruned trials' lines stop at the epoch Hyperband stopped them.",
+        "intermediate values); pruned trials' lines stop at the epoch the pruner stopped them.",
     ),
     "importances": Figure(
         "param-importances.png",

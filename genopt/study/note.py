@@ -55,8 +55,8 @@ def study_note(study_name: str, user_attrs: dict[str, Any], command: str | None 
         "- A cGAN is also scored by **label accuracy** (how often the feature network, a classifier, "
         "sees the class it asked for) and **intra-FID** (FID within each class, averaged): pooled FID "
         "cannot see a cGAN that ignores its label, intra-FID can.",
-        "- A trial's intermediate values are its per-epoch objective. PRUNED trials were stopped early by the "
-        "spec's pruner (or diverged: see their `stop_reason`); their curves end early.",
+        "- A trial's intermediate values are its per-epoch objective. PRUNED trials were stopped early "
+        "by the spec's pruner (or diverged: see their `stop_reason`); their curves end early.",
         "- Every trial has a sample grid (`samples`, fixed noise, one row per class for a cGAN) and its "
         "per-epoch losses and scores (`history_csv`) among its artifacts; the best ones also keep a "
         "generator `checkpoint`.",

@@ -420,6 +420,10 @@ def plot(path: Path, runs: dict, default: dict) -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # all-NaN columns before the first completed trial
                 q1, med, q3 = np.nanpercentile(curves_, [25, 50, 75], axis=0)
+            # Drawn while at least half the seeds are still searching (a median of the few longest
+            # runs is not the candidate's).
+            thin = np.isfinite(curves_).sum(axis=0) < len(curves_) / 2
+            q1[thin], med[thin], q3[thin] = np.nan, np.nan, np.nan
             ax.plot(grid / 1e6, med, color=colors[p_name], label=p_name)
             ax.fill_between(grid / 1e6, q1, q3, color=colors[p_name], alpha=0.15)
         article = np.array([best_so_far(r, grid) for r in runs["article"]])

@@ -10,8 +10,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from cli_runner import genopt
+from mnist_subsets import write_class_subset
 
 from genopt.data.idx import IDX_NAMES, write_idx
 
@@ -32,20 +32,7 @@ def ensemble_numbers(stdout: str) -> list[str]:
 @pytest.fixture(scope="module")
 def digits04(mnist, tmp_path_factory) -> Path:
     """MNIST digits 0-4 as a gzipped IDX folder: 3,000 training images, 600 test images."""
-    folder = tmp_path_factory.mktemp("digits04")
-    images = torch.cat([mnist.train.images, mnist.validation.images]).squeeze(1)
-    labels = torch.cat([mnist.train.labels, mnist.validation.labels])
-    keep = (labels < CLASSES).nonzero().squeeze(1)[:3000]
-    test_keep = (mnist.test.labels < CLASSES).nonzero().squeeze(1)[:600]
-    arrays = (
-        images[keep],
-        labels[keep],
-        mnist.test.images.squeeze(1)[test_keep],
-        mnist.test.labels[test_keep],
-    )
-    for name, array in zip(IDX_NAMES, arrays, strict=True):
-        write_idx(folder / f"{name}.gz", array.numpy())
-    return folder
+    return write_class_subset(mnist, tmp_path_factory.mktemp("digits04"), CLASSES, 3000, 600, ".gz")
 
 
 @pytest.mark.parametrize("own_artifacts", [False, True], ids=["default-artifacts", "artifact-dir"])

@@ -16,9 +16,9 @@ import optuna
 import pytest
 import torch
 from cli_runner import genopt
+from mnist_subsets import write_class_subset
 
 from genopt.augment import augmentations, diffaugment, flip_rotate
-from genopt.data.idx import IDX_NAMES, write_idx
 from genopt.ensemble.build import EnsembleBuild, Member
 from genopt.ensemble.export import save_ensemble
 from genopt.ensemble.generator import EnsembleGenerator
@@ -172,20 +172,7 @@ def checkpoint10(mnist, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def digits04(mnist, tmp_path_factory) -> Path:
     """MNIST digits 0-4 as an IDX folder: 1,200 training images, 300 test images."""
-    folder = tmp_path_factory.mktemp("digits04")
-    images = torch.cat([mnist.train.images, mnist.validation.images]).squeeze(1)
-    labels = torch.cat([mnist.train.labels, mnist.validation.labels])
-    keep = (labels < 5).nonzero().squeeze(1)[:1200]
-    test_keep = (mnist.test.labels < 5).nonzero().squeeze(1)[:300]
-    arrays = (
-        images[keep],
-        labels[keep],
-        mnist.test.images.squeeze(1)[test_keep],
-        mnist.test.labels[test_keep],
-    )
-    for name, array in zip(IDX_NAMES, arrays, strict=True):
-        write_idx(folder / name, array.numpy())
-    return folder
+    return write_class_subset(mnist, tmp_path_factory.mktemp("digits04"), 5, 1200, 300)
 
 
 def test_a_warm_started_study_on_five_classes_lists_its_fresh_layers_and_workers_keep_the_start(

@@ -13,15 +13,21 @@ accuracy at it.
 ``--which arch``: the MLPs against the DCGAN, each in a short study over the learning rate: the best
 FID reached against the wall seconds spent, over seeds.
 
+``--jobs N`` runs the trainings (or studies) side by side in N spawned processes, as a GPU or spare
+cores allow; wall seconds are then those of a shared device.
+
 Each prints a markdown section (docs/strategies.md's tables) and ends with one ``name=value`` line.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import multiprocessing
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import _common
@@ -64,7 +70,7 @@ def digits_folder(mnist: Dataset, digits: range, folder: Path) -> Path:
 
 
 def _study(spec: StudySpec, name: str, work: Path, trials: int, **kwargs) -> optuna.Study:
-    storage = f"sqlite:///{work / 'strategies.db'}"
+    storage = f"sqlite:///{work / f'{name}.db'}"  # one file per study: jobs run side by side
     folder = work / "artifacts"
     result = run_study(
         spec,
@@ -78,11 +84,42 @@ def _study(spec: StudySpec, name: str, work: Path, trials: int, **kwargs) -> opt
     return result.study
 
 
+def _init_job(threads: int | None) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def run_jobs(fn, items: list, jobs: int, threads: int | None) -> list:
+    """``[fn(item) for item in items]``, in ``jobs`` spawned processes side by side when ``jobs`` > 1
+    (a GPU runs several small trainings at once; so does a CPU with cores to spare)."""
+    if jobs <= 1:
+        return [fn(item) for item in items]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_job, initargs=(threads,)) as pool:
+        return list(pool.map(fn, items))
+
+
+@functools.cache
+def _mnist() -> Dataset:
+    return load_dataset("mnist")
+
+
 def _per_epoch(values: list[list[float]], epochs: int, fmt: str) -> list[str]:
     return [_common.median_range([v[e] for v in values if len(v) > e], fmt) for e in range(epochs)]
 
 
 # -- warm start ---------------------------------------------------------------------------------
+
+
+def _warm_job(item) -> tuple[float, list[float], list[float]]:
+    """One study on digits 0-4, cold or warm: its best trial's lr and per-epoch FID and label accuracy."""
+    target, seed, start_from, work, trials, target_dir, checkpoint = item
+    spec = dataclasses.replace(target, seed=seed)
+    init = {"init_from": checkpoint} if start_from == "warm" else {}
+    study = _study(spec, f"warm-{start_from}-s{seed}", work, trials, data_dir=target_dir, **init)
+    best = best_trial(study)
+    return best.params["lr"], best.user_attrs["fid_history"], best.user_attrs["label_accuracy_history"]
 
 
 def warm(args, work: Path) -> tuple[list[str], str]:
@@ -102,29 +139,30 @@ def warm(args, work: Path) -> tuple[list[str], str]:
     save_checkpoint(str(checkpoint), trained.generator, discriminator=trained.discriminator)
     source_seconds = time.perf_counter() - start
 
+    FidEvaluator(
+        load_dataset("digits04", data_dir=target_dir)
+    )  # the feature network, built once for the jobs
     target = dataclasses.replace(
         CGAN, dataset="digits04", max_epochs=epochs, train_limit=2_000, fid_samples=samples, params=LR_SEARCH
     )
+    items = [(target, seed, start_from, work, trials, target_dir, checkpoint)
+             for seed in range(args.seeds) for start_from in ("cold", "warm")]  # fmt: skip
     curves: dict[str, dict[str, list[list[float]]]] = {}
     rows = []
-    for seed in range(args.seeds):
-        for start_from in ("cold", "warm"):
-            spec = dataclasses.replace(target, seed=seed)
-            init = {"init_from": checkpoint} if start_from == "warm" else {}
-            study = _study(spec, f"warm-{start_from}-s{seed}", work, trials, data_dir=target_dir, **init)
-            best = best_trial(study)
-            fid, accuracy = best.user_attrs["fid_history"], best.user_attrs["label_accuracy_history"]
-            curves.setdefault(start_from, {"fid": [], "acc": []})
-            curves[start_from]["fid"].append(fid)
-            curves[start_from]["acc"].append(accuracy)
-            rows.append(
-                [
-                    start_from,
-                    seed,
-                    f"{best.params['lr']:.2g}",
-                    *(f"{f:.1f} / {a:.2f}" for f, a in zip(fid, accuracy, strict=True)),
-                ]
-            )
+    for (_, seed, start_from, *_), (lr, fid, accuracy) in zip(
+        items, run_jobs(_warm_job, items, args.jobs, args.threads), strict=True
+    ):
+        curves.setdefault(start_from, {"fid": [], "acc": []})
+        curves[start_from]["fid"].append(fid)
+        curves[start_from]["acc"].append(accuracy)
+        rows.append(
+            [
+                start_from,
+                seed,
+                f"{lr:.2g}",
+                *(f"{f:.1f} / {a:.2f}" for f, a in zip(fid, accuracy, strict=True)),
+            ]
+        )
     head = ["start", "seed", "best lr", *(f"epoch {e + 1}" for e in range(epochs))]
     summary = [
         [
@@ -163,32 +201,42 @@ def warm(args, work: Path) -> tuple[list[str], str]:
 # -- augmentation -------------------------------------------------------------------------------
 
 
-def augment(args, work: Path) -> tuple[list[str], str]:
-    mnist = load_dataset("mnist")
+def _augment_job(item) -> tuple[float, float, float]:
+    """One run at one size and augmentation: the best FID of its evaluations, the label accuracy at
+    it, and its wall seconds."""
+    n, name, seed, epochs, every, samples = item
+    mnist = _mnist()
     evaluator = FidEvaluator(mnist)
+    spec = dataclasses.replace(CGAN, train_limit=n, max_epochs=epochs, augment=name)
+    scores = []
+
+    def on_epoch(generator, stats):
+        if stats.epoch % every == 0 or stats.epoch == epochs:
+            scores.append(evaluate_generator(evaluator, generator, samples))
+
+    start = time.perf_counter()
+    train(spec.run_config({}, seed=seed), mnist, on_epoch=on_epoch)
+    best = min(scores, key=lambda s: s.fid)
+    return best.fid, best.label_accuracy, time.perf_counter() - start
+
+
+def augment(args, work: Path) -> tuple[list[str], str]:
+    FidEvaluator(_mnist())  # the feature network and the validation statistics, built once for the jobs
     sizes = (500, 2_000) if args.quick else (1_000, 5_000, 50_000)
-    seen = 8_000 if args.quick else 500_000  # training images seen per run, whatever the set's size
+    seen = 8_000 if args.quick else args.seen  # training images seen per run, whatever the set's size
     evaluations = 2 if args.quick else 10
     samples = 1_000 if args.quick else 5_000
+    items = [
+        (n, name, seed, max(1, seen // n), max(1, max(1, seen // n) // evaluations), samples)
+        for n in sizes
+        for name in ("none", "article", "diffaugment")
+        for seed in range(args.seeds)
+    ]
     results: dict[tuple[int, str], list[tuple[float, float, float]]] = {}
-    for n in sizes:
-        epochs = max(1, seen // n)
-        every = max(1, epochs // evaluations)
-        for name in ("none", "article", "diffaugment"):
-            for seed in range(args.seeds):
-                spec = dataclasses.replace(CGAN, train_limit=n, max_epochs=epochs, augment=name)
-                scores = []
-
-                def on_epoch(generator, stats, scores=scores, epochs=epochs, every=every):
-                    if stats.epoch % every == 0 or stats.epoch == epochs:
-                        scores.append(evaluate_generator(evaluator, generator, samples))
-
-                start = time.perf_counter()
-                train(spec.run_config({}, seed=seed), mnist, on_epoch=on_epoch)
-                best = min(scores, key=lambda s: s.fid)
-                results.setdefault((n, name), []).append(
-                    (best.fid, best.label_accuracy, time.perf_counter() - start)
-                )
+    for (n, name, *_), result in zip(
+        items, run_jobs(_augment_job, items, args.jobs, args.threads), strict=True
+    ):
+        results.setdefault((n, name), []).append(result)
     rows = [
         [f"{n:,}", name, *(_common.median_range([r[i] for r in runs], f) for i, f in enumerate(FORMATS))]
         for (n, name), runs in results.items()
@@ -212,29 +260,52 @@ def augment(args, work: Path) -> tuple[list[str], str]:
 # -- architecture -------------------------------------------------------------------------------
 
 
+def _arch_job(item) -> tuple[float, list[tuple[float, float]]]:
+    """One short study of one architecture: its best trial's lr and the best FID so far against the
+    trials' own wall seconds spent."""
+    spec, name, work, trials = item
+    study = _study(spec, name, work, trials)
+    done = [t for t in study.trials if t.value is not None or "fid_history" in t.user_attrs]
+    spent, so_far, curve = 0.0, float("inf"), []
+    for t in done:
+        spent += t.user_attrs.get("wall_seconds", 0.0)
+        so_far = min([so_far, *t.user_attrs.get("fid_history", [])])
+        curve.append((spent, so_far))
+    return best_trial(study).params["lr"], curve
+
+
 def arch(args, work: Path) -> tuple[list[str], str]:
-    trials = 2 if args.quick else 8
-    epochs, limit = (1, 2_000) if args.quick else (5, None)
+    trials = 2 if args.quick else 6
+    epochs, limit = (1, 2_000) if args.quick else (4, 10_000)
     samples = 1_000 if args.quick else 5_000
+    FidEvaluator(_mnist())  # the feature network and the validation statistics, built once for the jobs
+    items = [
+        (
+            dataclasses.replace(
+                CGAN,
+                kind=kind,
+                max_epochs=epochs,
+                train_limit=limit,
+                fid_samples=samples,
+                params=LR_SEARCH,
+                seed=seed,
+                pruner="hyperband",
+            ),
+            f"arch-{kind}-s{seed}",
+            work,
+            trials,
+        )  # fmt: skip
+        for kind in ("mlp", "dcgan")
+        for seed in range(args.seeds)
+    ]
     rows, curves, best = [], {}, {}
-    for kind in ("mlp", "dcgan"):
-        for seed in range(args.seeds):
-            spec = dataclasses.replace(
-                CGAN, kind=kind, max_epochs=epochs, train_limit=limit, fid_samples=samples, params=LR_SEARCH,
-                seed=seed, pruner="hyperband",
-            )  # fmt: skip
-            study = _study(spec, f"arch-{kind}-s{seed}", work, trials)
-            done = [t for t in study.trials if t.value is not None or "fid_history" in t.user_attrs]
-            spent, so_far, curve = 0.0, float("inf"), []
-            for t in done:
-                spent += t.user_attrs.get("wall_seconds", 0.0)
-                so_far = min([so_far, *t.user_attrs.get("fid_history", [])])
-                curve.append((spent, so_far))
-            curves[(kind, seed)] = curve
-            best.setdefault(kind, []).append((so_far, spent))
-            rows.append(
-                [kind, seed, f"{best_trial(study).params['lr']:.2g}", f"{so_far:.1f}", f"{spent:.0f}"]
-            )
+    for (spec, *_), (lr, curve) in zip(
+        items, run_jobs(_arch_job, items, args.jobs, args.threads), strict=True
+    ):
+        so_far, spent = curve[-1][1], curve[-1][0]
+        curves[(spec.kind, spec.seed)] = curve
+        best.setdefault(spec.kind, []).append((so_far, spent))
+        rows.append([spec.kind, spec.seed, f"{lr:.2g}", f"{so_far:.1f}", f"{spent:.0f}"])
     summary = [
         [
             kind,
@@ -243,12 +314,14 @@ def arch(args, work: Path) -> tuple[list[str], str]:
         ]
         for kind, runs in best.items()
     ]
-    device = "GPU" if torch.cuda.is_available() else "CPU"
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+    alongside = f", {args.jobs} studies side by side" if args.jobs > 1 else ""
     lines = _common.header("Architecture: MLP against DCGAN")
     lines += [
         f"cGAN (concat, EMA 0.999, batch 64, noise 100), a study of {trials} trials over lr (log 3e-4..5e-3, "
         f"Hyperband) per architecture and seed, up to {epochs} epoch(s) on {limit or 50_000:,} images, "
-        f"{samples:,}-sample FID; DCGAN channels G 128-64, D 64-128; on the {device}; {args.seeds} seed(s).",
+        f"{samples:,}-sample FID; DCGAN channels G 128-64, D 64-128; on the {device}{alongside}; "
+        f"{args.seeds} seed(s).",
         "",
         *_common.table(["kind", "best FID", "wall seconds (trials' own)"], summary),
         "",
@@ -281,6 +354,10 @@ def main() -> None:
         "--which", choices=("warm", "augment", "arch"), required=True, help="the strategy to measure"
     )
     p.add_argument("--seeds", type=int, help="seeds per setting (default 3; --quick 1)")
+    p.add_argument(
+        "--jobs", type=int, default=1, help="runs side by side in spawned processes (a GPU, spare cores)"
+    )
+    p.add_argument("--seen", type=int, default=500_000, help="--which augment: training images seen per run")
     args = p.parse_args()
     _common.setup(args)
     args.seeds = args.seeds or (1 if args.quick else 3)

@@ -62,8 +62,9 @@ clean-venv:
 	rm -rf $(VENV)
 
 # `make bench`: training throughput, FID cost and search efficiency (docs/benchmarks.md says what
-# each measures); prints their tables and rewrites docs/benchmarks.md and its plots. The GPU section
-# (bench/gpu.py) is rewritten only on a machine with a GPU; elsewhere the last GPU run's stays.
+# each measures); prints their tables and rewrites docs/benchmarks.md and its plots. The GPU
+# sections (bench/gpu.py, cuda_graphs.py, gpu_workers.py) are rewritten only on a machine with a
+# GPU; elsewhere the last GPU run's stay.
 # BENCH_ARGS="--quick": at most two minutes each; "--threads 1" on a machine shared with other jobs.
 BENCH_ARGS ?=
 BENCHES := train_throughput precision_quality fid_eval search_efficiency levers
@@ -72,5 +73,8 @@ bench: $(BIN)/genopt
 	$(foreach b,$(BENCHES),$(BIN)/python bench/$(b).py $(BENCH_ARGS) --md storage/bench/$(b).md \
 		--png docs/benchmarks_$(b).png &&) true
 	$(BIN)/python bench/gpu.py $(BENCH_ARGS) --md docs/benchmarks_gpu.md
+	$(BIN)/python bench/cuda_graphs.py $(BENCH_ARGS) --md docs/benchmarks_cuda_graphs.md
+	$(BIN)/python bench/gpu_workers.py $(BENCH_ARGS) --md docs/benchmarks_gpu_workers.md
 	BENCH_ARGS="$(BENCH_ARGS)" $(BIN)/python bench/collect.py docs/benchmarks.md \
-		$(foreach b,$(BENCHES),storage/bench/$(b).md docs/benchmarks_$(b).png) docs/benchmarks_gpu.md -
+		$(foreach b,$(BENCHES),storage/bench/$(b).md docs/benchmarks_$(b).png) docs/benchmarks_gpu.md - \
+		docs/benchmarks_cuda_graphs.md - docs/benchmarks_gpu_workers.md -

@@ -86,7 +86,11 @@ class Loop:
 
 
 def main() -> None:
-    args = _common.parser(__doc__.splitlines()[0]).parse_args()
+    p = _common.parser(__doc__.splitlines()[0])
+    p.add_argument(
+        "--kind", choices=("mlp", "dcgan"), nargs="+", default=["mlp", "dcgan"], help="architectures"
+    )
+    args = p.parse_args()
     _common.setup(args)
     if not torch.cuda.is_available():
         print("no GPU on this machine: nothing measured")
@@ -95,7 +99,7 @@ def main() -> None:
     dataset = load_dataset("mnist")
     steps, rounds = (100, 1) if args.quick else (STEPS, 3)
     rows, speedups = [], {}
-    for kind, batch in SETTINGS:
+    for kind, batch in [s for s in SETTINGS if s[0] in args.kind]:
         for precision in ("fp32", "bf16"):
             eager_loop = Loop(dataset, kind, batch, precision, device)
             graph_loop = Loop(dataset, kind, batch, precision, device)

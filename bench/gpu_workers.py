@@ -7,8 +7,8 @@ per worker) as a user would start it, and reads the trials' own start and end ti
 storage: trials per hour over the study's whole wall time (process starts included) and between
 the first trial's start and the last trial's end (the steady rate).
 
-Where no GPU is present every worker runs on the CPU: the figures are then the CPU's, and the
-report says so.
+Without a GPU it measures nothing (so ``make bench`` keeps the last GPU run's section), unless
+``--cpu`` asks for the same figures with every worker on the CPU.
 """
 
 from __future__ import annotations
@@ -54,8 +54,12 @@ def main() -> None:
     p = _common.parser(__doc__.splitlines()[0])
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8], help="worker counts to measure")
     p.add_argument("--per-worker", type=int, default=3, help="trials per worker in each study")
+    p.add_argument("--cpu", action="store_true", help="without a GPU, measure workers on the CPU")
     args = p.parse_args()
     _common.setup(args)
+    if not (torch.cuda.is_available() or args.cpu):
+        print("no GPU on this machine: nothing measured (--cpu measures workers on the CPU)")
+        return
     counts = [1, 2] if args.quick else args.workers
     budget = QUICK_BUDGET if args.quick else BUDGET
     where = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"the CPU ({_common.cpu_name()})"

@@ -97,6 +97,6 @@ def test_bf16_training_runs_and_keeps_fp32_weights(mnist):
 
 def test_precision_is_validated_naming_the_field():
     assert spec_from_dict({"training": {"precision": "bf16"}}, where="s.toml").precision == "bf16"
-    assert StudySpec().run_config({}, seed=0).precision == "fp32"
+    assert StudySpec().run_config({}, seed=0).precision == "auto"
     with pytest.raises(GenoptError, match=r"s\.toml: unknown precision 'fp16': choose one of fp32, bf16"):
         spec_from_dict({"training": {"precision": "fp16"}}, where="s.toml")

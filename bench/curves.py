@@ -40,6 +40,9 @@ SETTING = StudySpec(
     discriminator_widths=(256, 128),
 )
 QUICK_SETTING = dataclasses.replace(SETTING, train_limit=2_048, max_epochs=3, fid_samples=500)
+# One of the table's best configurations, which draws the requested digits within its 6 epochs
+# (intra-FID 122, label accuracy 0.74 at epoch 6): a setting where generators learn on a CPU.
+LEARNING_CONFIG = {"lr": 1.48e-3, "batch_size": 22, "noise_dim": 115}
 SCORES = ("fid", "intra_fid", "label_accuracy")
 
 

@@ -3,12 +3,12 @@
 The training speed of bf16 is ``train_throughput.py``'s; this asks whether it costs sample quality,
 which decides whether ``precision = "auto"`` may pick bf16. Each seed trains a cGAN with genopt's
 ``train`` in the learning-curve table's setting (``curves.SETTING``: narrower MLPs, the first 16,384
-images, 6 epochs) at one of the table's good configurations (``CONFIG``, which draws the requested
-digits there), once per precision, and the objective's own scoring (``evaluate_generator``, the
-fixed evaluation noise) scores both against the validation split: FID, intra-FID and label
-accuracy. A difference between the precisions means something only against the seed-to-seed
-spread of either, so both are reported. (A setting where generators do not learn yet, as the
-seed's MLPs at 3 epochs, compares noise with noise.)
+images, 6 epochs) at one of the table's good configurations (``curves.LEARNING_CONFIG``, which draws
+the requested digits there), once per precision, and the objective's own scoring
+(``evaluate_generator``, the fixed evaluation noise) scores both against the validation split: FID,
+intra-FID and label accuracy. A difference between the precisions means something only against the
+seed-to-seed spread of either, so both are reported. (A setting where generators do not learn yet,
+as the seed's MLPs at 3 epochs, compares noise with noise.)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import statistics
 
 import _common
 import torch
-from curves import QUICK_SETTING, SETTING
+from curves import LEARNING_CONFIG, QUICK_SETTING, SETTING
 
 from genopt.data import load_dataset
 from genopt.metrics import FidEvaluator
@@ -26,8 +26,7 @@ from genopt.spec import StudySpec
 from genopt.study.objective import evaluate_generator
 from genopt.train import train
 
-# One of the learning-curve table's best configurations: intra-FID 122, label accuracy 0.74 at epoch 6.
-CONFIG = {"lr": 1.48e-3, "batch_size": 22, "noise_dim": 115}
+CONFIG = LEARNING_CONFIG
 PRECISIONS = ("fp32", "bf16")
 SCORES = ("fid", "intra_fid", "label_accuracy")
 

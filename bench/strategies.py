@@ -6,9 +6,10 @@ cold; per epoch, the FID and label accuracy of each study's best trial, over see
 folders are built from MNIST here, and the warm study runs as ``genopt study --init-from`` does.
 
 ``--which augment``: ``none``, ``article`` and ``diffaugment`` at 1,000, 5,000 and 50,000 training
-images, at one cGAN setting trained for the same number of images seen at every size (so small
-sets run many epochs, where a discriminator overfits), over seeds: the best FID and the label
-accuracy at it.
+images, in the learning-curve table's setting at a configuration that learns within it
+(``curves.SETTING``, ``curves.LEARNING_CONFIG``), trained for the same number of images seen at
+every size (so small sets run many epochs, where a discriminator overfits), over seeds: the best
+FID and the label accuracy at it.
 
 ``--which arch``: the MLPs against the DCGAN, each in a short study over the learning rate: the best
 FID reached against the wall seconds spent, over seeds.
@@ -33,6 +34,7 @@ from pathlib import Path
 import _common
 import optuna
 import torch
+from curves import LEARNING_CONFIG, SETTING
 
 from genopt.data import Dataset, load_dataset
 from genopt.data.idx import IDX_NAMES, write_idx
@@ -207,7 +209,7 @@ def _augment_job(item) -> tuple[float, float, float]:
     n, name, seed, epochs, every, samples = item
     mnist = _mnist()
     evaluator = FidEvaluator(mnist)
-    spec = dataclasses.replace(CGAN, train_limit=n, max_epochs=epochs, augment=name)
+    spec = dataclasses.replace(SETTING, train_limit=n, max_epochs=epochs, augment=name)
     scores = []
 
     def on_epoch(generator, stats):
@@ -215,7 +217,7 @@ def _augment_job(item) -> tuple[float, float, float]:
             scores.append(evaluate_generator(evaluator, generator, samples))
 
     start = time.perf_counter()
-    train(spec.run_config({}, seed=seed), mnist, on_epoch=on_epoch)
+    train(spec.run_config(LEARNING_CONFIG, seed=seed), mnist, on_epoch=on_epoch)
     best = min(scores, key=lambda s: s.fid)
     return best.fid, best.label_accuracy, time.perf_counter() - start
 
@@ -243,7 +245,10 @@ def augment(args, work: Path) -> tuple[list[str], str]:
     ]
     lines = _common.header("Augmentation: none, the article's, DiffAugment")
     lines += [
-        f"cGAN (concat, EMA 0.999, lr 1.5e-3, batch 64, noise 100), {seen:,} training images seen per run "
+        f"cGAN in the learning-curve table's setting (MLPs G {SETTING.generator_widths}, D "
+        f"{SETTING.discriminator_widths}, EMA {SETTING.ema_decay}, precision {SETTING.precision}) at "
+        f"lr {LEARNING_CONFIG['lr']:g}, batch {LEARNING_CONFIG['batch_size']}, noise "
+        f"{LEARNING_CONFIG['noise_dim']}; {seen:,} training images seen per run "
         f"(epochs = {seen:,} / size), scored {evaluations} times per run on {samples:,} samples against the "
         f"validation split; {args.seeds} seed(s). Best FID of the run and the label accuracy at it, "
         "median (range):",
@@ -357,7 +362,7 @@ def main() -> None:
     p.add_argument(
         "--jobs", type=int, default=1, help="runs side by side in spawned processes (a GPU, spare cores)"
     )
-    p.add_argument("--seen", type=int, default=500_000, help="--which augment: training images seen per run")
+    p.add_argument("--seen", type=int, default=150_000, help="--which augment: training images seen per run")
     args = p.parse_args()
     _common.setup(args)
     args.seeds = args.seeds or (1 if args.quick else 3)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import optuna
 import pytest
 import torch
 from cli_runner import GENOPT, genopt
 from optuna.trial import TrialState
+from pg_server import PostgresUnavailable, postgres_server
 
 from genopt.study.storage import artifact_store, open_storage
 from genopt.study.workers import shares
@@ -71,51 +72,15 @@ def test_a_worker_joins_an_existing_study_with_its_spec(tmp_path):
     assert all(t.user_attrs["epochs"] == 1 for t in trials)
 
 
-def _server_commands():
-    """(prefix to run as the server's user, bin folder) or a reason there is no server to start."""
-    bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not bins:
-        return None, "PostgreSQL is not installed (.ci/run installs Debian's postgresql)"
-    prefix = []
-    if os.geteuid() == 0:  # postgres refuses to run as root
-        if subprocess.run(["id", "postgres"], capture_output=True).returncode != 0:
-            return None, "running as root and there is no postgres user to start the server as"
-        prefix = ["runuser", "-u", "postgres", "--"]
-    return (prefix, bins[-1].parent), None
-
-
 @pytest.fixture(scope="session")
 def postgres_url():
-    """A PostgreSQL server of our own on 127.0.0.1, stopped at the end of the session."""
-    import shutil
-    import socket
-    import tempfile
-
-    found, reason = _server_commands()
-    if found is None:
-        pytest.skip(reason)
-    prefix, bindir = found
-    data = Path(tempfile.mkdtemp(prefix="genopt-pg-"))
-    if prefix:
-        shutil.chown(data, "postgres", "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    init = subprocess.run(
-        [*prefix, str(bindir / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "genopt", "--no-sync"],
-        capture_output=True,
-        text=True,
-    )
-    if init.returncode != 0:
-        pytest.skip(f"initdb failed: {init.stderr.strip()[-300:]}")
-    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off"
-    ctl = [*prefix, str(bindir / "pg_ctl"), "-D", str(data / "db")]
-    start = subprocess.run([*ctl, "-o", options, "-l", str(data / "log"), "-w", "start"], capture_output=True)
-    if start.returncode != 0:
-        pytest.skip(f"pg_ctl start failed: {(data / 'log').read_text()[-300:]}")
-    yield f"postgresql://genopt@127.0.0.1:{port}/postgres"
-    subprocess.run([*ctl, "-m", "immediate", "stop"], capture_output=True)
-    shutil.rmtree(data, ignore_errors=True)
+    """A PostgreSQL server of our own on 127.0.0.1 (tests/pg_server.py), stopped at the end of the session."""
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(postgres_server())
+        except PostgresUnavailable as exc:
+            pytest.skip(str(exc))
+        yield url
 
 
 def test_two_workers_on_a_real_postgresql_server_complete_their_trials(postgres_url):

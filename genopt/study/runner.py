@@ -247,7 +247,7 @@ def run_worker(
         print(check_init(spec, dataset, init), flush=True)
     device = default_device()
     evaluator = FidEvaluator(dataset, device=device)
-    study.sampler = make_sampler(spec, n_existing=len(study.trials), worker=worker)
+    study.sampler = make_sampler(spec, n_existing=len(study.trials), worker=worker, distinct=True)
     study.pruner = make_pruner(spec)
     store = artifact_store(study_artifact_dir(study, artifact_dir))
     objective = Objective(spec, dataset, evaluator, store, device, init=init)

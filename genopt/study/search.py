@@ -6,6 +6,8 @@ by field with the current one, and only the fields below may differ.
 
 from __future__ import annotations
 
+import json
+
 import optuna
 
 from genopt.errors import GenoptError
@@ -19,7 +21,9 @@ RESUMABLE_FIELDS = frozenset(
 )
 
 
-def make_sampler(spec: StudySpec, *, n_existing: int = 0, worker: int = 0) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    spec: StudySpec, *, n_existing: int = 0, worker: int = 0, distinct: bool = False
+) -> optuna.samplers.BaseSampler:
     """The spec's sampler (TPE, GP or random), seeded apart from earlier runs and from other workers.
 
     Args:
@@ -27,15 +31,78 @@ def make_sampler(spec: StudySpec, *, n_existing: int = 0, worker: int = 0) -> op
         n_existing: trials the study already holds: a resumed study must not replay the first run's
             random draws, so the seed is offset by the study's size.
         worker: the worker's index (or process id); workers that start together draw apart.
+        distinct: wrap it in ``DistinctSampler`` (a worker that shares the study with others).
     """
     seed = (spec.seed + n_existing + 1_000_003 * worker) % 2**32
     if spec.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if spec.sampler == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=spec.startup_trials)
-    return optuna.samplers.TPESampler(
-        seed=seed, multivariate=spec.multivariate, n_startup_trials=spec.startup_trials
-    )
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    elif spec.sampler == "gp":
+        sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=spec.startup_trials)
+    else:
+        sampler = optuna.samplers.TPESampler(
+            seed=seed, multivariate=spec.multivariate, n_startup_trials=spec.startup_trials
+        )
+    return DistinctSampler(sampler) if distinct else sampler
+
+
+# Where a worker's trial records the parameters its sampler drew, before it stores them as its own.
+DRAWN_ATTR = "genopt:drawn"
+
+
+class DistinctSampler(optuna.samplers.BaseSampler):
+    """A worker's sampler: the spec's, but never parameters that another trial holds or has just drawn.
+
+    Workers that ask at the same moment see the same finished trials and not each other's draws
+    (stored only once drawn), and GP then proposes the very same point to both: its optimum often
+    sits on a corner of the space, whatever the seed. So each model-based draw is first written to
+    the trial (system attribute ``genopt:drawn``) and then compared with every other trial's
+    parameters and draws; on a match this trial draws at random instead. Each worker writes before it
+    reads, so of two equal draws the one read last sees the other. A retried trial keeps its own
+    parameters and draws nothing.
+
+    The random draws are unseeded: seeded like the worker's own startup draws they would repeat them,
+    and they happen only when two draws meet, which no seed makes reproducible anyway.
+    """
+
+    def __init__(self, sampler: optuna.samplers.BaseSampler):
+        self._sampler = sampler
+        self._random = optuna.samplers.RandomSampler()
+        self._at_random: set[int] = set()  # trial ids whose model-based draw another trial had
+
+    def infer_relative_search_space(self, study, trial):
+        return self._sampler.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        params = self._sampler.sample_relative(study, trial, search_space)
+        if not params:
+            return params
+        drawn = json.dumps(
+            {k: v.item() if hasattr(v, "item") else v for k, v in params.items()}, sort_keys=True
+        )
+        storage = study._storage
+        storage.set_trial_system_attr(trial._trial_id, DRAWN_ATTR, drawn)
+        for other in storage.get_all_trials(study._study_id, deepcopy=False):
+            if other._trial_id != trial._trial_id and (
+                other.params == params or other.system_attrs.get(DRAWN_ATTR) == drawn
+            ):
+                self._at_random.add(trial._trial_id)
+                return {}
+        return params
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        sampler = self._random if trial._trial_id in self._at_random else self._sampler
+        return sampler.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study, trial) -> None:
+        self._sampler.before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._at_random.discard(trial._trial_id)
+        self._sampler.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._sampler.reseed_rng()
+        self._random.reseed_rng()
 
 
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:

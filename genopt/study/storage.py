@@ -9,7 +9,9 @@ Three kinds of URL, one factory:
 - ``postgresql://user:pass@host/db`` (or ``mysql://...``): many machines. Needs the ``postgres`` extra.
 
 Every storage runs with heartbeats: a trial whose worker stops beating for the grace period is
-marked FAIL and queued again (Optuna's ``RetryHeartbeatStaleTrialCallback``).
+marked FAIL and queued again (Optuna's ``RetryHeartbeatStaleTrialCallback``). A worker killed before
+its trial's first beat counts too, once the trial has run for the grace period; on SQLite, taking a
+queued trial and failing a stale one are each one conditional UPDATE (``_RDBStorage``).
 
 Errors a user can cause (an unknown scheme, a folder that does not exist, a server that does not
 answer, a missing driver) become one ``GenoptError`` line before anything is written.
@@ -21,12 +23,16 @@ import importlib.util
 import os
 import sqlite3
 import warnings
+from datetime import datetime
 from pathlib import Path
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
 
 from genopt import paths
 from genopt.errors import GenoptError
@@ -92,7 +98,7 @@ def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
         # Heartbeats have been "experimental" since Optuna 2.8; the warning says nothing to a user.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
+            return _RDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=interval,
@@ -102,6 +108,62 @@ def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
     except Exception as exc:  # sqlalchemy and drivers raise many types; all mean "cannot open"
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GenoptError(f"cannot open storage {url}: {reason}") from None
+
+
+class _RDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage with two gaps closed that workers SIGKILLed at random moments found
+    (bench/chaos.py, docs/reliability.md).
+
+    - Optuna judges only trials that have beaten: a worker killed between creating its trial and the
+      trial's first heartbeat left it RUNNING forever. Here such a trial is stale once it has run for
+      the grace period, as on the journal (``genopt.study.heartbeat.last_sign_of_life``). Its start is
+      the worker's clock, so it is compared with this machine's.
+    - SQLite ignores ``SELECT ... FOR UPDATE``, so two workers could both take one queued (WAITING)
+      trial and run it twice, or both fail one stale trial and queue it twice. On SQLite each of those
+      changes is here one conditional ``UPDATE``, which exactly one worker wins.
+    """
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        stale = super()._get_stale_trial_ids(study_id)
+        now = datetime.now()
+        old = [
+            t._trial_id
+            for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+            if t._trial_id not in stale
+            and t.datetime_start is not None
+            and (now - t.datetime_start).total_seconds() > self.grace_period
+        ]
+        if not old:
+            return stale
+        with _create_scoped_session(self.scoped_session) as session:
+            beat = models.TrialHeartbeatModel.trial_id.in_(old)
+            beating = {
+                trial_id for (trial_id,) in session.query(models.TrialHeartbeatModel.trial_id).filter(beat)
+            }
+        return stale + [trial_id for trial_id in old if trial_id not in beating]
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values=None) -> bool:
+        if values is not None or self.engine.dialect.name != "sqlite":
+            return super().set_trial_state_values(trial_id, state, values)
+        # From WAITING only to RUNNING; to a finished state from any unfinished one.
+        before = (
+            (TrialState.WAITING,) if state == TrialState.RUNNING else (TrialState.WAITING, TrialState.RUNNING)
+        )
+        with _create_scoped_session(self.scoped_session) as session:
+            won = (
+                session.query(models.TrialModel)
+                .filter(models.TrialModel.trial_id == trial_id, models.TrialModel.state.in_(before))
+                .update({models.TrialModel.state: state}, synchronize_session=False)
+            )
+            if won:  # the same transaction, still holding SQLite's write lock
+                trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+                if state == TrialState.RUNNING:
+                    trial.datetime_start = datetime.now()
+                if state.is_finished():
+                    trial.datetime_complete = datetime.now()
+        # Lost: Optuna's own answer for a trial another worker changed first (False, or an
+        # UpdateFinishedTrialError for a finished one).
+        return True if won else super().set_trial_state_values(trial_id, state, values)
 
 
 def _sqlite_wal(url: str) -> None:

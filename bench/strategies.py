@@ -107,6 +107,12 @@ def _mnist() -> Dataset:
     return load_dataset("mnist")
 
 
+@functools.cache
+def _mnist_evaluator() -> FidEvaluator:
+    """One evaluator per process: the feature network and the validation statistics, loaded once."""
+    return FidEvaluator(_mnist())
+
+
 def _per_epoch(values: list[list[float]], epochs: int, fmt: str) -> list[str]:
     return [_common.median_range([v[e] for v in values if len(v) > e], fmt) for e in range(epochs)]
 
@@ -141,9 +147,8 @@ def warm(args, work: Path) -> tuple[list[str], str]:
     save_checkpoint(str(checkpoint), trained.generator, discriminator=trained.discriminator)
     source_seconds = time.perf_counter() - start
 
-    FidEvaluator(
-        load_dataset("digits04", data_dir=target_dir)
-    )  # the feature network, built once for the jobs
+    # The digits 0-4 feature network, built (and cached on disk) here once rather than by every job.
+    FidEvaluator(load_dataset("digits04", data_dir=target_dir))
     target = dataclasses.replace(
         CGAN, dataset="digits04", max_epochs=epochs, train_limit=2_000, fid_samples=samples, params=LR_SEARCH
     )
@@ -207,8 +212,7 @@ def _augment_job(item) -> tuple[float, float, float]:
     """One run at one size and augmentation: the best FID of its evaluations, the label accuracy at
     it, and its wall seconds."""
     n, name, seed, epochs, every, samples = item
-    mnist = _mnist()
-    evaluator = FidEvaluator(mnist)
+    mnist, evaluator = _mnist(), _mnist_evaluator()
     spec = dataclasses.replace(SETTING, train_limit=n, max_epochs=epochs, augment=name)
     scores = []
 
@@ -223,7 +227,7 @@ def _augment_job(item) -> tuple[float, float, float]:
 
 
 def augment(args, work: Path) -> tuple[list[str], str]:
-    FidEvaluator(_mnist())  # the feature network and the validation statistics, built once for the jobs
+    _mnist_evaluator()  # built (and cached on disk) here once rather than by every job
     sizes = (500, 2_000) if args.quick else (1_000, 5_000, 50_000)
     seen = 8_000 if args.quick else args.seen  # training images seen per run, whatever the set's size
     evaluations = 2 if args.quick else 10
@@ -283,7 +287,7 @@ def arch(args, work: Path) -> tuple[list[str], str]:
     trials = 2 if args.quick else 6
     epochs, limit = (1, 2_000) if args.quick else (4, 10_000)
     samples = 1_000 if args.quick else 5_000
-    FidEvaluator(_mnist())  # the feature network and the validation statistics, built once for the jobs
+    _mnist_evaluator()  # built (and cached on disk) here once rather than by every job
     items = [
         (
             dataclasses.replace(
@@ -299,7 +303,7 @@ def arch(args, work: Path) -> tuple[list[str], str]:
             f"arch-{kind}-s{seed}",
             work,
             trials,
-        )  # fmt: skip
+        )
         for kind in ("mlp", "dcgan")
         for seed in range(args.seeds)
     ]

@@ -191,8 +191,9 @@ def test_the_ensemble_skips_a_checkpoint_removed_while_it_reads(tmp_path, tiny_s
 def test_a_journal_worker_killed_mid_trial_is_retried_and_no_finished_trial_is_lost(tmp_path):
     log = tmp_path / "kill.log"
     url = f"journal:///{log}"
-    # Trials of a few seconds, so the kill lands inside one even on a fast, idle machine.
-    budget = ["--epochs", "1", "--train-limit", "15000", "--fid-samples", "500", "--no-progress"]
+    # Trials of a few seconds, so the kill lands inside one even on a fast, idle machine (and with
+    # bf16, which precision "auto" picks on CPUs with native bf16, a 15,000-image epoch may be too short).
+    budget = ["--epochs", "1", "--train-limit", "40000", "--fid-samples", "500", "--no-progress"]
     store_dir = tmp_path / "store"
     command = [GENOPT, "study", "--storage", url, "--artifact-dir", str(store_dir), "--trials", "2", *budget]
     process = subprocess.Popen(command, env=os.environ | FAST_HEARTBEAT, stdout=subprocess.DEVNULL)

@@ -74,7 +74,8 @@ bench: $(BIN)/genopt
 		--png docs/benchmarks_$(b).png &&) true
 	$(BIN)/python bench/gpu.py $(BENCH_ARGS) --md docs/benchmarks_gpu.md
 	$(BIN)/python bench/cuda_graphs.py $(BENCH_ARGS) --md docs/benchmarks_cuda_graphs.md
+	$(BIN)/python bench/cuda_graphs.py $(BENCH_ARGS) --train --md docs/benchmarks_cuda_graphs_train.md
 	$(BIN)/python bench/gpu_workers.py $(BENCH_ARGS) --md docs/benchmarks_gpu_workers.md
 	BENCH_ARGS="$(BENCH_ARGS)" $(BIN)/python bench/collect.py docs/benchmarks.md \
 		$(foreach b,$(BENCHES),storage/bench/$(b).md docs/benchmarks_$(b).png) docs/benchmarks_gpu.md - \
-		docs/benchmarks_cuda_graphs.md - docs/benchmarks_gpu_workers.md -
+		docs/benchmarks_cuda_graphs.md - docs/benchmarks_cuda_graphs_train.md - docs/benchmarks_gpu_workers.md -

@@ -7,13 +7,15 @@ With ``ema_decay > 0`` the generator that ``on_epoch`` sees and ``TrainResult.ge
 an exponential moving average of the trained generator's weights (Yazici et al. 2019, "The Unusual
 Effectiveness of Averaging in GAN Training"; Karras et al. 2018, "Progressive Growing of GANs"), so
 scoring and checkpoints use the averaged weights; the trained ones stay in ``raw_generator``.
+
+On a GPU the step over a full batch is captured once in a CUDA graph and replayed (``TrainStep``):
+the same updates, launched at once instead of op by op (docs/benchmarks_cuda_graphs.md).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import math
 import time
 from collections.abc import Callable
@@ -31,6 +33,9 @@ from genopt.warmstart import WarmStart, warm_start
 
 # Seeds the augmentations' own random draws, apart from the batch order and the noise.
 AUGMENT_SEED_OFFSET = 7_919
+# Eager steps on a side stream before the step is captured, as torch.cuda.graph asks: autograd,
+# the optimisers' state and the libraries' workspaces are set up on first use, not in a graph.
+GRAPH_WARMUP_STEPS = 3
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,8 @@ class TrainResult:
     precision: str = "fp32"
     # A warm start's freshly initialised layers ("generator net.0", ...); None without one.
     fresh_layers: list[str] | None = None
+    # Whether full batches ran as a replayed CUDA graph (``train``'s ``graphs``).
+    graphed: bool = False
 
     def __post_init__(self) -> None:
         if self.raw_generator is None:
@@ -112,9 +119,18 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
-def adam(model: torch.nn.Module, config: RunConfig) -> torch.optim.Adam:
-    """Adam as the run says; fused, which is measured fastest on the CPU (docs/benchmarks.md)."""
-    return torch.optim.Adam(model.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), fused=True)
+def adam(model: torch.nn.Module, config: RunConfig, *, capturable: bool = False) -> torch.optim.Adam:
+    """Adam as the run says; fused, which is measured fastest on the CPU (docs/benchmarks.md).
+
+    ``capturable`` keeps all of its state on the device, so that its step can run in a CUDA graph.
+    """
+    return torch.optim.Adam(
+        model.parameters(),
+        lr=config.lr,
+        betas=(config.beta1, config.beta2),
+        fused=True,
+        capturable=capturable,
+    )
 
 
 def _unchanged(images: torch.Tensor) -> torch.Tensor:
@@ -187,23 +203,168 @@ class WeightAverage:
     ``ExponentialMovingAverage`` with ``num_updates``), so the average forgets the random initial
     weights within the first epoch even at decay 0.999 rather than after thousands of steps.
     Buffers, which an average has no meaning for, are copied.
+
+    With ``capturable`` the update count ``t`` is a float64 tensor on the model's device, so an
+    update involves no Python number that changes from one to the next and a CUDA graph can replay
+    it; the decay is the same float64 arithmetic, so the average is the same, bit for bit.
     """
 
-    def __init__(self, model: Generator, decay: float):
+    def __init__(self, model: Generator, decay: float, *, capturable: bool = False):
         self.model = copy.deepcopy(model).requires_grad_(False)
         self.decay = decay
-        self.updates = 0
+        device = next(model.parameters()).device
+        self.updates: int | torch.Tensor = (
+            torch.zeros((), dtype=torch.float64, device=device) if capturable else 0
+        )
         self._params = list(self.model.parameters())
         self._source = list(model.parameters())
         self._buffers = list(zip(self.model.buffers(), model.buffers(), strict=True))
 
     @torch.no_grad()
     def update(self) -> None:
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        self.updates += 1
-        torch._foreach_lerp_(self._params, self._source, 1.0 - decay)
+        if isinstance(self.updates, torch.Tensor):
+            decay = ((1 + self.updates) / (10 + self.updates)).clamp_(max=self.decay)
+            self.updates += 1
+            # foreach lerp takes a tensor weight only as a list, one (broadcast) weight per tensor
+            weight = (1.0 - decay).float()
+            torch._foreach_lerp_(self._params, self._source, [weight] * len(self._params))
+        else:
+            decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+            self.updates += 1
+            torch._foreach_lerp_(self._params, self._source, 1.0 - decay)
         for mine, theirs in self._buffers:
             mine.copy_(theirs)
+
+
+def graphs_unsupported(config: RunConfig, device: torch.device, train_size: int) -> str | None:
+    """Why ``train`` cannot replay this run's step from a CUDA graph, or None when it can.
+
+    A graph replays the kernels it recorded on the memory it recorded them on, so every step must
+    do the same work on the same device.
+
+    Args:
+        config: the run.
+        device: where it trains.
+        train_size: the training images it uses (``train_limit`` applied).
+    """
+    if device.type != "cuda":
+        return f"CUDA graphs need a CUDA device, and this run trains on {device.type!r}"
+    if config.augment != "none":
+        return (
+            f"augment {config.augment!r} draws from a CPU random generator, which a CUDA graph cannot capture"
+        )
+    # The graph is captured on a full batch: without one it would never be, and be reported used.
+    if train_size < config.batch_size:
+        return f"no full batch to capture: {train_size} training images for batch_size {config.batch_size}"
+    return None
+
+
+@dataclass
+class GraphState:
+    """A graphed ``TrainStep``'s own state: the batch indices its graph reads, the side stream it
+    warms up and captures on, how many warm-up steps it ran, and the graph once captured."""
+
+    index: torch.Tensor
+    stream: torch.cuda.Stream
+    warmed: int = 0
+    graph: torch.cuda.CUDAGraph | None = None
+
+
+class TrainStep:
+    """``train``'s step: one batch's noise, D's and G's updates, the weight average's update, and
+    the batch's losses (times its size) added to ``d_total`` and ``g_total``.
+
+    It builds the optimisers and the weight average (``average``, None when ``ema_decay`` is 0),
+    which a graphed step needs in their capturable kinds. With ``graphed``, the step over a full
+    batch runs eagerly on a side stream for its first ``GRAPH_WARMUP_STEPS`` batches, is then
+    captured in a CUDA graph and from then on replayed: each replay gathers the batch from
+    ``graph_state.index``, into which ``run`` copies the batch's indices, and draws fresh noise
+    (a graph advances the default generator's philox offset on every replay). A partial batch, the
+    last of an epoch, runs eagerly on the same weights, optimiser state and totals.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        G: Generator,
+        D: Discriminator,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        precision: str,
+        *,
+        graphed: bool = False,
+        augment_real: Augmentation | None = None,
+        augment_fake: Augmentation | None = None,
+    ):
+        device = images.device
+        self.G, self.D = G, D
+        self.opt_G, self.opt_D = adam(G, config, capturable=graphed), adam(D, config, capturable=graphed)
+        self.average = (
+            WeightAverage(G, config.ema_decay, capturable=graphed) if config.ema_decay > 0 else None
+        )
+        self.images, self.labels = images, labels
+        self.conditional = G.config.num_classes > 0
+        self.noise_dim, self.batch_size, self.precision = config.noise_dim, config.batch_size, precision
+        self.augment_real, self.augment_fake = augment_real, augment_fake
+        self.d_total = torch.zeros((), device=device)
+        self.g_total = torch.zeros((), device=device)
+        self.graph_state = (
+            GraphState(
+                torch.zeros(config.batch_size, dtype=torch.long, device=device), torch.cuda.Stream(device)
+            )
+            if graphed
+            else None
+        )
+
+    def reset_totals(self) -> None:
+        """Zero ``d_total`` and ``g_total`` in place (a graph adds to these very tensors)."""
+        self.d_total.zero_()
+        self.g_total.zero_()
+
+    def run(self, idx: torch.Tensor) -> None:
+        """One training step on the batch ``images[idx]`` (``idx`` on the images' device)."""
+        state = self.graph_state
+        if state is None or len(idx) != self.batch_size:
+            self._step(idx)
+            return
+        state.index.copy_(idx)
+        if state.graph is not None:
+            state.graph.replay()
+            return
+        main = torch.cuda.current_stream(state.index.device)
+        state.stream.wait_stream(main)
+        if state.warmed < GRAPH_WARMUP_STEPS:
+            with torch.cuda.stream(state.stream):
+                self._step(state.index)
+            main.wait_stream(state.stream)
+            state.warmed += 1
+            return
+        state.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(state.graph, stream=state.stream):
+            self._step(state.index)
+        state.graph.replay()  # capturing only records the step: this replay trains on the batch
+
+    def _step(self, idx: torch.Tensor) -> None:
+        real = to_model_range(self.images[idx])
+        y = self.labels[idx] if self.conditional else None
+        b = len(idx)
+        z = torch.randn(b, self.noise_dim, device=self.images.device)
+        d_loss, g_loss = train_step(
+            self.G,
+            self.D,
+            self.opt_G,
+            self.opt_D,
+            real,
+            y,
+            z,
+            self.precision,
+            augment_real=self.augment_real,
+            augment_fake=self.augment_fake,
+        )
+        if self.average is not None:
+            self.average.update()
+        self.d_total += d_loss * b
+        self.g_total += g_loss * b
 
 
 def train(
@@ -213,6 +374,7 @@ def train(
     on_epoch: Callable[[Generator, EpochStats], str | None] | None = None,
     device: torch.device | None = None,
     init: WarmStart | None = None,
+    graphs: bool | None = None,
 ) -> TrainResult:
     """Train a generator as ``config`` says; same seed, same result on the CPU.
 
@@ -225,6 +387,9 @@ def train(
         device: defaults to ``cuda`` when available.
         init: weights to start from (``genopt.warmstart``): every layer that fits is loaded into
             the generator, and into the discriminator when ``init`` holds one; the rest start fresh.
+        graphs: replay the step over full batches from a CUDA graph (``TrainStep``); None, the
+            default, does when ``graphs_unsupported`` finds no reason not to; True on a run it
+            finds one for raises ValueError; False runs every step eagerly.
 
     Returns:
         The trained generator (the weight average when on, see ``TrainResult``), the trained
@@ -232,16 +397,16 @@ def train(
         set and the reason recorded.
     """
     device = default_device(device)
+    n = min(len(dataset.train), config.train_limit or len(dataset.train))
+    unsupported = graphs_unsupported(config, device, n)
+    if graphs and unsupported is not None:
+        raise ValueError(f"graphs=True, but {unsupported}")
+    graphed = unsupported is None if graphs is None else graphs
     torch.manual_seed(config.seed)
     G, D = (m.to(device) for m in build_models(config, dataset))
     fresh = warm_start(G, D, init) if init is not None else None
-    conditional = G.config.num_classes > 0
-    opt_G, opt_D = adam(G, config), adam(D, config)
     precision = resolve_precision(config.precision, device)  # an unknown one fails here, before any work
-    average = WeightAverage(G, config.ema_decay) if config.ema_decay > 0 else None
-    shown = average.model if average is not None else G
 
-    n = min(len(dataset.train), config.train_limit or len(dataset.train))
     images = dataset.train.images[:n].to(device)
     labels = dataset.train.labels[:n].to(device)
     order_rng = torch.Generator().manual_seed(config.seed)
@@ -249,31 +414,34 @@ def train(
     augment_real, augment_fake = augmentations(
         config.augment, p=config.augment_probability, generator=augment_rng
     )
-    step = functools.partial(train_step, augment_real=augment_real, augment_fake=augment_fake)
-    result = TrainResult(generator=shown, raw_generator=G, discriminator=D, precision=precision)
+    steps = TrainStep(
+        config,
+        G,
+        D,
+        images,
+        labels,
+        precision,
+        graphed=graphed,
+        augment_real=augment_real,
+        augment_fake=augment_fake,
+    )
+    shown = steps.average.model if steps.average is not None else G
+    result = TrainResult(
+        generator=shown, raw_generator=G, discriminator=D, precision=precision, graphed=graphed
+    )
     result.fresh_layers = fresh.names() if fresh is not None else None
 
     for epoch in range(1, config.epochs + 1):
         G.train()
         D.train()
         start = time.perf_counter()
-        d_total = torch.zeros((), device=device)
-        g_total = torch.zeros((), device=device)
+        steps.reset_totals()
         order = torch.randperm(n, generator=order_rng).to(device)
         for first in range(0, n, config.batch_size):
-            idx = order[first : first + config.batch_size]
-            real = to_model_range(images[idx])
-            y = labels[idx] if conditional else None
-            b = len(idx)
-            z = torch.randn(b, config.noise_dim, device=device)
-            d_loss, g_loss = step(G, D, opt_G, opt_D, real, y, z, precision)
-            if average is not None:
-                average.update()
+            steps.run(order[first : first + config.batch_size])
 
-            d_total += d_loss * b
-            g_total += g_loss * b
-
-        d_mean, g_mean = d_total.item() / n, g_total.item() / n  # waits for a GPU to finish the epoch
+        # waits for a GPU to finish the epoch
+        d_mean, g_mean = steps.d_total.item() / n, steps.g_total.item() / n
         seconds = time.perf_counter() - start
         stats = EpochStats(epoch, d_mean, g_mean, seconds, n / seconds)
         result.epochs.append(stats)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import multiprocessing
+import shutil
 import statistics
 import tempfile
 import time
@@ -40,7 +41,7 @@ from genopt.data import Dataset, load_dataset
 from genopt.data.idx import IDX_NAMES, write_idx
 from genopt.metrics import FidEvaluator
 from genopt.spec import Param, StudySpec
-from genopt.study.artifacts import save_checkpoint
+from genopt.study.artifacts import SAMPLES_ATTR, save_checkpoint
 from genopt.study.objective import evaluate_generator
 from genopt.study.progress import best_trial
 from genopt.study.runner import run_study
@@ -280,19 +281,33 @@ def _arch_job(item) -> tuple[float, list[tuple[float, float]]]:
         spent += t.user_attrs.get("wall_seconds", 0.0)
         so_far = min([so_far, *t.user_attrs.get("fid_history", [])])
         curve.append((spent, so_far))
-    return best_trial(study).params["lr"], curve
+    best = best_trial(study)
+    # The best trial's sample grid, to look at beside the numbers.
+    grid = best.user_attrs.get(SAMPLES_ATTR)
+    if grid is not None:
+        GRIDS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(work / "artifacts" / grid, GRIDS / f"{name}.png")
+    return best.params["lr"], curve
+
+
+GRIDS = Path(__file__).resolve().parent.parent / "storage" / "bench" / "strategies_arch"
+# Both architectures in the learning-curve table's setting (its MLP widths, 16,384 images, 6
+# epochs), at one batch size and noise size that the table's MLPs learn at.
+ARCH_BATCH, ARCH_NOISE = 32, 100
 
 
 def arch(args, work: Path) -> tuple[list[str], str]:
     trials = 2 if args.quick else 6
-    epochs, limit = (1, 2_000) if args.quick else (4, 10_000)
-    samples = 1_000 if args.quick else 5_000
+    epochs, limit = (1, 2_000) if args.quick else (SETTING.max_epochs, SETTING.train_limit)
+    samples = 500 if args.quick else SETTING.fid_samples
     _mnist_evaluator()  # built (and cached on disk) here once rather than by every job
     items = [
         (
             dataclasses.replace(
-                CGAN,
+                SETTING,
                 kind=kind,
+                batch_size=ARCH_BATCH,
+                noise_dim=ARCH_NOISE,
                 max_epochs=epochs,
                 train_limit=limit,
                 fid_samples=samples,
@@ -327,9 +342,13 @@ def arch(args, work: Path) -> tuple[list[str], str]:
     alongside = f", {args.jobs} studies side by side" if args.jobs > 1 else ""
     lines = _common.header("Architecture: MLP against DCGAN")
     lines += [
-        f"cGAN (concat, EMA 0.999, batch 64, noise 100), a study of {trials} trials over lr (log 3e-4..5e-3, "
-        f"Hyperband) per architecture and seed, up to {epochs} epoch(s) on {limit or 50_000:,} images, "
-        f"{samples:,}-sample FID; DCGAN channels G 128-64, D 64-128; on the {device}{alongside}; "
+        f"cGAN (concat, EMA {SETTING.ema_decay}, batch {ARCH_BATCH}, noise {ARCH_NOISE}), a study of "
+        f"{trials} trials over lr (log 3e-4..5e-3, Hyperband) per architecture and seed, up to "
+        f"{epochs} epoch(s) on the first {limit:,} MNIST training images, {samples:,}-sample FID; MLP "
+        f"widths G {'-'.join(map(str, SETTING.generator_widths))}, D "
+        f"{'-'.join(map(str, SETTING.discriminator_widths))} (the learning-curve table's); DCGAN "
+        f"channels G {'-'.join(map(str, SETTING.generator_channels))}, D "
+        f"{'-'.join(map(str, SETTING.discriminator_channels))}; on the {device}{alongside}; "
         f"{args.seeds} seed(s).",
         "",
         *_common.table(["kind", "best FID", "wall seconds (trials' own)"], summary),

@@ -19,7 +19,7 @@ from genopt.errors import GenoptError
 MODELS = ("gan", "cgan")
 # How a study searches (genopt.study.search; chosen by replay, docs/benchmarks.md).
 SAMPLERS = ("tpe", "gp", "random")
-PRUNERS = ("hyperband", "successive_halving", "median", "patient", "none")
+PRUNERS = ("behind_best", "hyperband", "successive_halving", "median", "patient", "none")
 # Arithmetic of the training step: "bf16" runs forward passes under bfloat16 autocast (docs/benchmarks.md);
 # "auto" is bf16 where the device multiplies bf16 natively, else fp32 (genopt.device.resolve_precision).
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -163,8 +163,10 @@ class StudySpec:
     sampler: str = "gp"
     multivariate: bool = True  # TPE only: one joint model of all parameters
     startup_trials: int = 10  # TPE and GP: random trials before the model is used
-    pruner: str = "none"
-    min_resource: int = 1  # hyperband and successive_halving: epochs every trial runs (at most max_epochs)
+    pruner: str = "behind_best"
+    # behind_best, hyperband and successive_halving: epochs every trial runs (at most max_epochs)
+    min_resource: int = 2
+    behind_factor: float = 1.5  # behind_best: stop a trial scoring over this times the epoch's best
     seed: int = 0
     keep_checkpoints: int = 5
     params: tuple[Param, ...] = DEFAULT_PARAMS
@@ -240,6 +242,8 @@ class StudySpec:
                 fail(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.min_resource < 1:
             fail(f"min_resource must be at least 1, got {self.min_resource}")
+        if not self.behind_factor >= 1.0:
+            fail(f"behind_factor must be at least 1, got {self.behind_factor}")
         if self.startup_trials < 0:
             fail(f"startup_trials must be at least 0, got {self.startup_trials}")
         if not isinstance(self.multivariate, bool):

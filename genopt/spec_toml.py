@@ -50,6 +50,7 @@ _LAYOUT: dict[str, dict[str, Any]] = {
         "startup_trials": int,
         "pruner": str,
         "min_resource": int,
+        "behind_factor": float,
         "seed": int,
         "keep_checkpoints": int,
         "params": dict,

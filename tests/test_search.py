@@ -13,11 +13,11 @@ import pytest
 from genopt.errors import GenoptError
 from genopt.spec import StudySpec, load_spec
 from genopt.study.replay import Surrogate, Table, normalise, replay
-from genopt.study.search import make_pruner, make_sampler
+from genopt.study.search import BehindBestPruner, make_pruner, make_sampler
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = ROOT / "bench" / "data" / "curves.json.gz"
-SEARCH_FIELDS = ("sampler", "multivariate", "startup_trials", "pruner", "min_resource")
+SEARCH_FIELDS = ("sampler", "multivariate", "startup_trials", "pruner", "min_resource", "behind_factor")
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,9 @@ def test_the_shipped_default_search_is_what_the_study_specs_ship():
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "gp", "random"])
-@pytest.mark.parametrize("pruner", ["hyperband", "successive_halving", "median", "patient", "none"])
+@pytest.mark.parametrize(
+    "pruner", ["behind_best", "hyperband", "successive_halving", "median", "patient", "none"]
+)
 def test_every_named_search_builds(sampler, pruner):
     spec = StudySpec(sampler=sampler, pruner=pruner, min_resource=2, max_epochs=6)
     with warnings.catch_warnings():
@@ -108,8 +110,59 @@ def test_min_resource_is_capped_at_the_budget():
         ({"pruner": "asha"}, "unknown pruner 'asha'"),
         ({"startup_trials": -1}, "startup_trials must be at least 0"),
         ({"min_resource": 0}, "min_resource must be at least 1"),
+        ({"behind_factor": 0.9}, "behind_factor must be at least 1"),
+        ({"behind_factor": float("nan")}, "behind_factor must be at least 1"),
     ],
 )
 def test_bad_search_fields_are_refused_in_one_line(changes, message):
     with pytest.raises(GenoptError, match=message):
         dataclasses.replace(StudySpec(), **changes).validate("spec")
+
+
+def _finished_trial(study: optuna.Study, curve: list[float]) -> None:
+    trial = study.ask()
+    for epoch, value in enumerate(curve, start=1):
+        trial.report(value, epoch)
+    study.tell(trial, min(curve))
+
+
+def _running_trial(study: optuna.Study, curve: list[float]) -> optuna.Trial:
+    trial = study.ask()
+    for epoch, value in enumerate(curve, start=1):
+        trial.report(value, epoch)
+    return trial
+
+
+def test_behind_best_stops_only_trials_far_behind_the_best_at_the_same_epoch():
+    study = optuna.create_study(pruner=BehindBestPruner(1.5, min_resource=2))
+    _finished_trial(study, [1000.0, 600.0, 300.0])
+    _finished_trial(study, [900.0, 800.0, 700.0])
+    # 1.5 x the best epoch-2 score (600) is 900: above it is stopped, at or below it goes on.
+    assert _running_trial(study, [1200.0, 901.0]).should_prune()
+    assert not _running_trial(study, [1200.0, 900.0]).should_prune()
+    # Epoch 1 is before min_resource, however far behind.
+    assert not _running_trial(study, [5000.0]).should_prune()
+    # Epoch 3's best is 300: 451 is behind it, though it would lead at epoch 2.
+    assert _running_trial(study, [700.0, 500.0, 451.0]).should_prune()
+
+
+def test_behind_best_never_stops_the_first_trial():
+    study = optuna.create_study(pruner=BehindBestPruner(1.5, min_resource=1))
+    assert not _running_trial(study, [1e6, 1e6]).should_prune()
+
+
+def test_trials_behind_best_stops_complete_with_their_best_epoch(table):
+    """The GP sampler learns from complete trials only: a stopped trial must complete, with the
+    score of its best epoch so far, and have cost only the epochs it ran."""
+    spec = dataclasses.replace(table.setting, sampler="tpe", pruner="behind_best", min_resource=2, seed=3)
+    surrogate = Surrogate(table, k=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trials = replay(spec, surrogate, 30)
+    stopped = [t for t in trials if t.epochs < spec.max_epochs]
+    assert stopped, "no trial was stopped"
+    for t in stopped:
+        assert t.epochs >= spec.min_resource
+        assert t.value == pytest.approx(surrogate.curve(t.params).scores["intra_fid"][: t.epochs].min())
+        assert t.images == t.epochs * table.setting.train_limit
+    assert all(t.value is not None for t in trials)

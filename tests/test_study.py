@@ -100,3 +100,32 @@ def test_diverging_trials_end_pruned_with_the_reason_and_the_study_goes_on(tmp_p
     assert [t.state for t in trials] == [TrialState.PRUNED] * 2
     assert all("non-finite loss" in t.user_attrs["stop_reason"] for t in trials)
     assert "no trial completed yet" in result.stdout
+
+
+def test_a_trial_far_behind_the_best_stops_and_completes_with_its_best_epoch(mnist, tmp_path):
+    """The shipped pruner (behind_best) ends a hopeless trial early, as COMPLETE with its own score
+    and checkpoint, so the GP sampler, which learns from complete trials only, steers away from it."""
+    from genopt.metrics import FidEvaluator
+    from genopt.spec import StudySpec
+    from genopt.study.objective import Objective
+    from genopt.study.search import make_pruner
+
+    spec = StudySpec(
+        model="cgan", max_epochs=3, train_limit=2_000, fid_samples=500, min_resource=1, behind_factor=1.0
+    )
+    assert spec.pruner == "behind_best"
+    store = optuna.artifacts.FileSystemArtifactStore(str(tmp_path))
+    study = optuna.create_study(pruner=make_pruner(spec))
+    study.enqueue_trial({"lr": 2e-3, "batch_size": 32, "noise_dim": 64})
+    study.enqueue_trial({"lr": 1e-7, "batch_size": 32, "noise_dim": 64})  # learns nothing
+    objective = Objective(spec, mnist, FidEvaluator(mnist), store, torch.device("cpu"))
+    study.optimize(objective, n_trials=2)
+    learner, stopped = study.trials
+    assert learner.state == stopped.state == TrialState.COMPLETE
+    assert learner.user_attrs["epochs"] == 3 and "stop_reason" not in learner.user_attrs
+    ran = stopped.user_attrs["epochs"]
+    assert ran < spec.max_epochs
+    assert stopped.user_attrs["stop_reason"].startswith(f"stopped at epoch {ran}")
+    assert stopped.intermediate_values[ran] > learner.intermediate_values[ran]
+    assert stopped.value == min(stopped.intermediate_values.values())
+    assert "checkpoint" in stopped.user_attrs

@@ -22,6 +22,7 @@ from genopt.metrics import EVAL_NOISE_SEED, FidEvaluator, Scores
 from genopt.models import Generator
 from genopt.spec import SEARCHABLE, StudySpec
 from genopt.study import artifacts as A
+from genopt.study.search import stops_complete
 from genopt.train import EpochStats, train
 from genopt.warmstart import WarmStart
 
@@ -80,6 +81,9 @@ class EpochJudge:
         self.epochs = epochs
         self.baseline = baseline
         self.chosen: Chosen | None = None
+        # The pruner stopped the trial, and the spec's pruner completes such trials with the chosen
+        # epoch's score rather than ending them as PRUNED (``search.stops_complete``).
+        self.stopped_early = False
 
     def __call__(
         self, epoch: int, scores: Scores, state: Callable[[], dict[str, torch.Tensor]] | None = None
@@ -102,6 +106,9 @@ class EpochJudge:
         # A trial that has run its whole budget is finished: pruning it would save nothing.
         last = epoch == self.epochs
         if not self.baseline and not last and self.trial.should_prune():
+            if stops_complete(self.spec):
+                self.stopped_early = True
+                return f"stopped at epoch {epoch}, far behind the best trial there"
             return f"pruned at epoch {epoch}"
         return None
 
@@ -158,9 +165,11 @@ class Objective:
         self._record(trial, seed, start, result, history, chosen)
         A.upload_trial_artifacts(trial, self.store, generator, history)
         if result.stop_reason is not None:
-            # Divergence and pruning both end the trial as PRUNED; the reason says which.
+            # Divergence and pruning both end the trial as PRUNED, the reason says which; a trial
+            # stopped by a pruner that completes its stops goes on to complete with its chosen epoch.
             trial.set_user_attr(A.STOP_REASON_ATTR, result.stop_reason)
-            raise optuna.TrialPruned(result.stop_reason)
+            if not judge.stopped_early:
+                raise optuna.TrialPruned(result.stop_reason)
 
         if spec.min_label_accuracy is not None:
             accuracy = chosen.scores.label_accuracy

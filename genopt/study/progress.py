@@ -67,7 +67,7 @@ def trial_line(trial: FrozenTrial) -> str:
     if trial.user_attrs.get(A.INFEASIBLE_ATTR):
         return f"{line}  (below min_label_accuracy)"
     reason = trial.user_attrs.get(A.STOP_REASON_ATTR)
-    return f"{line}  ({reason})" if reason and trial.state != TrialState.COMPLETE else line
+    return f"{line}  ({reason})" if reason else line
 
 
 class TrialProgress:

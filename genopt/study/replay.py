@@ -197,7 +197,8 @@ class ReplayObjective:
                 break
         if reason is None and epochs < config.epochs:
             reason = "diverged"  # the table's run stopped early
-        value = None if reason is not None or judge.chosen is None else judge.chosen.value
+        pruned = reason is not None and not judge.stopped_early
+        value = None if pruned or judge.chosen is None else judge.chosen.value
         self.trials.append(
             ReplayedTrial(
                 trial.number, params, ran, float(curve.images[ran - 1]), float(curve.seconds[ran - 1]), value

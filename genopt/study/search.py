@@ -7,8 +7,10 @@ by field with the current one, and only the fields below may differ.
 from __future__ import annotations
 
 import json
+import math
 
 import optuna
+from optuna.trial import TrialState
 
 from genopt.errors import GenoptError
 from genopt.files import plain
@@ -17,7 +19,16 @@ from genopt.study.stored import DATASET_ATTR, SPEC_ATTR
 
 # Spec fields that may change between runs of one study; the rest define what its scores mean.
 RESUMABLE_FIELDS = frozenset(
-    {"seed", "keep_checkpoints", "sampler", "multivariate", "startup_trials", "pruner", "min_resource"}
+    {
+        "seed",
+        "keep_checkpoints",
+        "sampler",
+        "multivariate",
+        "startup_trials",
+        "pruner",
+        "min_resource",
+        "behind_factor",
+    }
 )
 
 
@@ -113,9 +124,14 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     - ``successive_halving``: asynchronous successive halving (Li et al. 2020), the same rungs;
     - ``median``: prune below the median of earlier trials at the same epoch (after 5 trials);
     - ``patient``: prune a trial whose score has not improved for 2 epochs;
+    - ``behind_best``: stop a trial whose score is more than ``behind_factor`` times the best any
+      earlier trial had at the same epoch, from ``min_resource`` epochs (``BehindBestPruner``); such
+      a trial completes with its best epoch's score (``stops_complete``);
     - ``none``: every trial runs its whole budget.
     """
     min_resource = min(spec.min_resource, spec.max_epochs)
+    if spec.pruner == "behind_best":
+        return BehindBestPruner(spec.behind_factor, min_resource)
     if spec.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(
             min_resource=min_resource, max_resource=spec.max_epochs, reduction_factor=3
@@ -152,3 +168,40 @@ def check_resumable(study: optuna.Study, spec: StudySpec, dataset_sha256: str) -
             f"spec and options (genopt worker --study {study.study_name} resumes with the stored spec), "
             "or a new --study name"
         )
+
+
+def stops_complete(spec: StudySpec) -> bool:
+    """Whether a trial the spec's pruner stops completes (with its best epoch's score) rather than
+    ending as PRUNED: so for ``behind_best``, whose stopped trials the GP sampler, which learns
+    from complete trials only, must see to steer away from them."""
+    return spec.pruner == "behind_best"
+
+
+class BehindBestPruner(optuna.pruners.BasePruner):
+    """Stop a trial that is hopelessly behind: from epoch ``min_resource`` on, its score (lower is
+    better, and positive, as FIDs are) more than ``factor`` times the best score any finished trial
+    had at the same epoch.
+
+    Unlike the median or a percentile, the bar does not rise as the sampler concentrates its draws
+    on good regions, and scores early in GAN training predict the final ones poorly (docs/
+    benchmarks.md), so only the trials far behind are stopped: on the learning-curve table, those
+    that have not started to learn while others have.
+    """
+
+    def __init__(self, factor: float, min_resource: int):
+        if factor < 1.0:
+            raise ValueError(f"factor must be at least 1, got {factor}")
+        self.factor = factor
+        self.min_resource = min_resource
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None or step < self.min_resource:
+            return False
+        value = trial.intermediate_values[step]
+        finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        best = min(
+            (t.intermediate_values[step] for t in finished if step in t.intermediate_values),
+            default=math.inf,
+        )
+        return math.isfinite(best) and value > self.factor * best

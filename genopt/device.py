@@ -78,18 +78,19 @@ def resolve_precision(
 ) -> str:
     """The precision a run uses on ``device``: ``"fp32"`` or ``"bf16"``, with ``"auto"`` decided.
 
-    ``"auto"`` is bf16 on a CPU with native bf16 matrix units (``native_bf16``; ``flags`` is passed
-    on to it), else fp32. On a GPU it is fp32 even where bf16 is native (``capability`` is then not
-    consulted): genopt's small steps are launch-bound there, and bf16's casts made them slower on an
-    H100 (docs/benchmarks_cuda_graphs.md: 6.78 against 5.72 ms a step at batch 64).
+    ``"auto"`` is bf16 on a device with native bf16 matrix units (``native_bf16``: CPU flags, or a
+    CUDA compute capability of 8.0 or more; ``flags`` and ``capability`` are passed on to it), else
+    fp32. On a GPU, ``train`` replays its step from a CUDA graph, where bf16 trained 1.11x the
+    images per second of fp32 on an H100 (docs/benchmarks_cuda_graphs_train.md); op by op bf16's
+    casts made the launch-bound step slower (6.78 against 5.72 ms at batch 64), so a run that stays
+    eager (``augment`` other than none) is better off with an explicit ``fp32``.
     ``"fp32"`` and ``"bf16"`` are kept.
 
     Raises:
         ValueError: ``precision`` is none of ``genopt.spec.PRECISIONS`` (fp32, bf16, auto).
     """
     if precision == "auto":
-        cpu = torch.device(device).type == "cpu"
-        return "bf16" if cpu and native_bf16(device, flags=flags, capability=capability) else "fp32"
+        return "bf16" if native_bf16(device, flags=flags, capability=capability) else "fp32"
     if precision in ("fp32", "bf16"):
         return precision
     raise ValueError(f"unknown precision {precision!r}: choose one of fp32, bf16, auto")

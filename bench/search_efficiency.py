@@ -57,6 +57,7 @@ SAMPLERS = {
     "TPE multi 10": {"sampler": "tpe", "multivariate": True, "startup_trials": 10},
     "TPE multi 5": {"sampler": "tpe", "multivariate": True, "startup_trials": 5},
     "GP 10": {"sampler": "gp", "startup_trials": 10},
+    "GP 8": {"sampler": "gp", "startup_trials": 8},
     "GP 5": {"sampler": "gp", "startup_trials": 5},
 }
 PRUNERS = {
@@ -70,7 +71,11 @@ PRUNERS = {
 }
 # GP takes about 100 s per 100-trial search on 2 busy cores (TPE under 1 s): it runs 50 trials, with
 # the pruners that matter most.
-GP_PRUNERS = {"GP 10": ("none", "Hyperband", "SHA min 2", "Behind 1.5"), "GP 5": ("none", "Behind 1.5")}
+GP_PRUNERS = {
+    "GP 10": ("none", "Hyperband", "SHA min 2", "Behind 1.5"),
+    "GP 8": ("Behind 1.5",),
+    "GP 5": ("none", "Behind 1.5"),
+}
 GP_TRIALS = 50
 K_NEIGHBOURS = (1, 3, 5, 8)
 # The neighbours --quick uses: the k with the best held-out rank correlation in the full run (0.86).

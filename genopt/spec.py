@@ -162,7 +162,7 @@ class StudySpec:
     # The search: chosen by replaying candidates on a learning-curve table (docs/benchmarks.md).
     sampler: str = "gp"
     multivariate: bool = True  # TPE only: one joint model of all parameters
-    startup_trials: int = 10  # TPE and GP: random trials before the model is used
+    startup_trials: int = 8  # TPE and GP: random trials before the model is used
     pruner: str = "behind_best"
     # behind_best, hyperband and successive_halving: epochs every trial runs (at most max_epochs)
     min_resource: int = 2

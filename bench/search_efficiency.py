@@ -192,10 +192,12 @@ def best_k(rows: list[list]) -> int:
     return max(rows, key=lambda r: float(r[1]))[0]
 
 
-def real_confirmation(seeds: int, trials: int, workers: int) -> list[dict]:
+def real_confirmation(seeds: int, trials: int, workers: int, device: str = "cpu") -> list[dict]:
     """Real searches (training) of the default and the article's setting, in the table's setting."""
     jobs = [
-        (name, search, seed, trials) for seed in range(seeds) for name, search in _real_searches().items()
+        (name, search, seed, trials, device)
+        for seed in range(seeds)
+        for name, search in _real_searches().items()
     ]
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         return pool.map(real_one, jobs, chunksize=1)
@@ -214,7 +216,7 @@ def real_one(job) -> dict:
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    name, search, seed, trials = job
+    name, search, seed, trials, device = job
     spec = dataclasses.replace(curves.SETTING, seed=seed, **search)
     dataset = load_dataset(spec.dataset)
     start = time.perf_counter()
@@ -223,7 +225,7 @@ def real_one(job) -> dict:
         study = optuna.create_study(
             study_name="real", direction="minimize", sampler=make_sampler(spec), pruner=make_pruner(spec)
         )
-        objective = Objective(spec, dataset, FidEvaluator(dataset), store, torch.device("cpu"))
+        objective = Objective(spec, dataset, FidEvaluator(dataset), store, torch.device(device))
         study.optimize(objective, n_trials=trials)
         # The best trial's sample grid, to look at beside the numbers.
         grids = ROOT / "storage" / "bench" / "search_real"
@@ -252,6 +254,7 @@ def main() -> None:
         "--real", type=int, default=0, metavar="SEEDS", help="real searches too, for this many seeds"
     )
     p.add_argument("--real-trials", type=int, default=50, help="trials per real search")
+    p.add_argument("--real-device", default="cpu", help="where the real searches train (cpu, cuda)")
     p.add_argument("--no-gp", action="store_true", help="leave out the GP sampler (slow to replay)")
     p.add_argument("--load", type=Path, help="reuse the runs --save wrote; replay only what it lacks")
     p.add_argument("--save", type=Path, help="write every replayed run here (JSON), for later plots")
@@ -297,9 +300,11 @@ def main() -> None:
         for name, search in document["searches"].items():
             saved[_key(search)] = document["runs"][name]
     runs = {n: saved[_key(s)] for n, s in searches.items() if len(saved.get(_key(s), [])) >= args.seeds}
-    missing = {n: s for n, s in searches.items() if n not in runs}
+    # Each search once, though the shipped default is also a candidate.
+    missing = {_key(s): s for n, s in searches.items() if n not in runs}
     if missing:
-        runs |= run_all(args.table, k, missing, args.seeds, max(TRIAL_COUNTS), args.workers)
+        replayed = run_all(args.table, k, missing, args.seeds, max(TRIAL_COUNTS), args.workers)
+        runs |= {n: replayed[_key(s)] for n, s in searches.items() if n not in runs}
     runs = {n: runs[n][: args.seeds] for n in searches}
     replay_seconds = time.perf_counter() - started
     if args.save is not None:
@@ -352,7 +357,7 @@ def main() -> None:
             continue
         lines.append(f"- {n} trials: `" + "`, `".join(headlines(runs["default"], runs["article"], n)) + "`")
     if args.real:
-        lines += real_section(args.real, args.real_trials, args.workers)
+        lines += real_section(args.real, args.real_trials, args.workers, args.real_device)
     if args.png is not None:
         plot(args.png, runs, default)
     _common.finish(args, lines, *headlines(runs["default"], runs["article"], n_quick))
@@ -381,8 +386,8 @@ def describe(search: dict) -> str:
     return f"{sampler}, pruner {pruner}"
 
 
-def real_section(seeds: int, trials: int, workers: int) -> list[str]:
-    results = real_confirmation(seeds, trials, workers)
+def real_section(seeds: int, trials: int, workers: int, device: str) -> list[str]:
+    results = real_confirmation(seeds, trials, workers, device)
     runs = {name: [r["run"] for r in results if r["name"] == name] for name in _real_searches()}
     rows = []
     for r in results:
@@ -399,7 +404,7 @@ def real_section(seeds: int, trials: int, workers: int) -> list[str]:
     return [
         "",
         f"Real training (genopt's `Objective`, the table's setting, {trials} trials, seeds 0-{seeds - 1}, "
-        "one thread per search):",
+        f"one thread per search, on the {device}):",
         "",
         *_common.table(["search", "seed", "best intra-FID", "Mimages", "wall s"], rows),
         "",

@@ -71,13 +71,15 @@ ARTICLE_BEHAVIOUR: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class Param:
-    """One searched parameter: a range (``log`` for log-uniform) or a list of choices."""
+    """One searched parameter: a range (``log`` for log-uniform, ``step`` for a grid from ``low``)
+    or a list of choices."""
 
     name: str
     low: float | None = None
     high: float | None = None
     log: bool = False
     choices: tuple | None = None
+    step: float | None = None
 
 
 # The article's search space; a spec's [search.params] replaces entries by name and adds new ones.
@@ -319,6 +321,13 @@ def _validate_param(p: Param, fail) -> None:
         fail(f"{where}: low ({p.low}) must be below high ({p.high})")
     if p.log and p.low <= 0:
         fail(f"{where}: a log range needs low > 0, got {p.low}")
+    if p.step is not None:
+        if not is_number(p.step, kind) or p.step <= 0:
+            fail(f"{where}: step must be a positive {kind.__name__} value")
+        if p.log:
+            fail(f"{where}: give either log or step, not both")
+        if not math.isclose((p.high - p.low) / p.step, round((p.high - p.low) / p.step), abs_tol=1e-9):
+            fail(f"{where}: high - low ({p.high - p.low}) must be a multiple of step ({p.step})")
     if p.name in ("batch_size", "noise_dim") and p.low < 1:
         fail(f"{where}: low must be at least 1, got {p.low}")
     if p.name == "lr" and p.low <= 0:

@@ -56,7 +56,7 @@ _LAYOUT: dict[str, dict[str, Any]] = {
         "params": dict,
     },
 }
-_PARAM_KEYS = {"low", "high", "log", "choices"}
+_PARAM_KEYS = {"low", "high", "log", "step", "choices"}
 _TYPE_NAMES = {bool: "true or false", list: "a list", dict: "a table"}
 
 
@@ -134,7 +134,7 @@ def _param(name: str, table: Any, fail) -> Param:
         known = ", ".join(sorted(_PARAM_KEYS))
         fail(f"search.params.{name}: unknown field {sorted(unknown)[0]!r} (known: {known})")
     if "choices" in table:
-        if {"low", "high", "log"} & set(table):
+        if {"low", "high", "log", "step"} & set(table):
             fail(f"search.params.{name}: give either choices or low/high, not both")
         if not isinstance(table["choices"], list):
             fail(f"search.params.{name}: choices must be a list")
@@ -145,7 +145,7 @@ def _param(name: str, table: Any, fail) -> Param:
         fail(f"search.params.{name} needs low and high (or choices)")
     if not isinstance(table.get("log", False), bool):
         fail(f"search.params.{name}: log must be true or false")
-    return Param(name, low=table["low"], high=table["high"], log=table.get("log", False))
+    return Param(name, low=table["low"], high=table["high"], log=table.get("log", False), step=table.get("step"))
 
 
 def find_spec(model: str | None, path: Path | None = None) -> tuple[StudySpec, Path | None]:

@@ -14,10 +14,10 @@ from genopt.spec import DEFAULT_PARAMS, Param, StudySpec, load_spec
 def test_shipped_specs_are_the_articles_defaults(model):
     spec = load_spec(f"studies/{model}.toml")
     assert spec == StudySpec(model=model)
-    assert {p.name: (p.low, p.high, p.log) for p in spec.params} == {
-        "lr": (1e-5, 1e-1, True),
-        "batch_size": (16, 128, False),
-        "noise_dim": (50, 200, False),
+    assert {p.name: (p.low, p.high, p.log, p.step) for p in spec.params} == {
+        "lr": (1e-5, 1e-1, True, None),
+        "batch_size": (16, 128, False, None),
+        "noise_dim": (50, 200, False, None),
     }
     assert (spec.beta1, spec.beta2) == (0.5, 0.999)
     assert spec.fid_samples == 10_000
@@ -70,7 +70,24 @@ BAD_SPECS = {
         "search.params.depth: not a searchable field",
     ),
     "float batch": ("[search.params.batch_size]\nlow = 16.5\nhigh = 64", "low and high must be int"),
-    "unknown param key": ("[search.params.lr]\nlow = 1e-4\nhigh = 1e-2\nstep = 2", "unknown field 'step'"),
+    "unknown param key": ("[search.params.lr]\nlow = 1e-4\nhigh = 1e-2\nstride = 2", "unknown field 'stride'"),
+    "step off the grid": (
+        "[search.params.batch_size]\nlow = 16\nhigh = 100\nstep = 16",
+        "high - low (84) must be a multiple of step (16)",
+    ),
+    "zero step": ("[search.params.noise_dim]\nlow = 50\nhigh = 200\nstep = 0", "step must be a positive int"),
+    "float step of an int": (
+        "[search.params.noise_dim]\nlow = 50\nhigh = 200\nstep = 2.5",
+        "step must be a positive int",
+    ),
+    "step with log": (
+        "[search.params.lr]\nlow = 1e-4\nhigh = 1e-2\nlog = true\nstep = 1e-4",
+        "give either log or step, not both",
+    ),
+    "step with choices": (
+        "[search.params.batch_size]\nchoices = [32, 64]\nstep = 8",
+        "give either choices or low/high, not both",
+    ),
     "unknown model": ('model = "vae"', "unknown model 'vae'"),
     "bad betas": ("[training]\nbetas = [0.5]", "betas must be two numbers"),
     "beta out of range": ("[training]\nbetas = [1.5, 0.999]", "beta1 must be in [0, 1)"),
@@ -111,3 +128,26 @@ def test_a_spec_survives_the_json_round_trip_a_study_stores_it_through(tmp_path)
     )
     spec = load_spec(path)
     assert StudySpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+def test_stepped_ranges_are_searched_on_their_grid(tmp_path):
+    import optuna
+
+    from genopt.study.objective import suggest
+
+    path = tmp_path / "s.toml"
+    path.write_text(
+        "[search.params.batch_size]\nlow = 16\nhigh = 128\nstep = 8\n"
+        "[search.params.noise_dim]\nlow = 50\nhigh = 200\nstep = 10\n"
+        "[search.params.beta1]\nlow = 0.0\nhigh = 0.9\nstep = 0.3\n"
+    )
+    spec = load_spec(path)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = {name: set() for name in ("batch_size", "noise_dim", "beta1")}
+    for _ in range(200):
+        params = suggest(study.ask(), spec)
+        for name in seen:
+            seen[name].add(round(params[name], 9))
+    assert seen["batch_size"] == set(range(16, 129, 8))  # ends included
+    assert seen["noise_dim"] == set(range(50, 201, 10))
+    assert seen["beta1"] == {0.0, 0.3, 0.6, 0.9}

@@ -37,9 +37,9 @@ def suggest(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
         if p.choices is not None:
             params[p.name] = trial.suggest_categorical(p.name, list(p.choices))
         elif SEARCHABLE[p.name] is int:
-            params[p.name] = trial.suggest_int(p.name, p.low, p.high, log=p.log)
+            params[p.name] = trial.suggest_int(p.name, p.low, p.high, step=p.step or 1, log=p.log)
         else:
-            params[p.name] = trial.suggest_float(p.name, p.low, p.high, log=p.log)
+            params[p.name] = trial.suggest_float(p.name, p.low, p.high, step=p.step, log=p.log)
     return params
 
 

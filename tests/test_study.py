@@ -103,17 +103,22 @@ def test_diverging_trials_end_pruned_with_the_reason_and_the_study_goes_on(tmp_p
 
 
 def test_a_trial_behind_best_stops_is_complete_with_its_best_epoch(mnist, tmp_path):
-    """Under the shipped pruner (behind_best) a stopped trial ends as COMPLETE with its own score
-    and checkpoint, so the GP sampler, which learns from complete trials only, steers away from it.
-    (Which trials behind_best stops is tests/test_search.py's; here every trial is stopped at once.)"""
+    """Under a pruner that completes its stops (the shipped behind_best) a stopped trial ends as
+    COMPLETE with its own score and checkpoint, so the GP sampler, which learns from complete trials
+    only, steers away from it. (Which trials behind_best stops is tests/test_search.py's; here a
+    pruner of the same kind stops every trial at its first epoch.)"""
     from genopt.metrics import FidEvaluator
     from genopt.spec import StudySpec
     from genopt.study.objective import Objective
+    from genopt.study.search import BehindBestPruner, make_pruner
+
+    class StopsEveryTrial(optuna.pruners.ThresholdPruner):
+        completes_stops = BehindBestPruner.completes_stops
 
     spec = StudySpec(model="cgan", max_epochs=3, train_limit=2_000, fid_samples=500)
-    assert spec.pruner == "behind_best"
+    assert isinstance(make_pruner(spec), BehindBestPruner)
     store = optuna.artifacts.FileSystemArtifactStore(str(tmp_path))
-    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.0))  # stops any score
+    study = optuna.create_study(pruner=StopsEveryTrial(upper=0.0))
     objective = Objective(spec, mnist, FidEvaluator(mnist), store, torch.device("cpu"))
     study.optimize(objective, n_trials=1)
     (trial,) = study.trials
@@ -123,14 +128,7 @@ def test_a_trial_behind_best_stops_is_complete_with_its_best_epoch(mnist, tmp_pa
     assert trial.value == trial.intermediate_values[1] == trial.user_attrs["intra_fid"]
     assert "checkpoint" in trial.user_attrs
 
-    # Any other pruner's stop ends the trial as PRUNED, as before.
+    # Any other pruner's stop ends the trial as PRUNED, as before, whatever the spec names.
     pruned = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.0))
-    other = Objective(
-        StudySpec(model="cgan", max_epochs=3, train_limit=2_000, fid_samples=500, pruner="median"),
-        mnist,
-        FidEvaluator(mnist),
-        store,
-        torch.device("cpu"),
-    )
-    pruned.optimize(other, n_trials=1)
+    pruned.optimize(objective, n_trials=1)
     assert pruned.trials[0].state == TrialState.PRUNED

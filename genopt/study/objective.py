@@ -22,7 +22,7 @@ from genopt.metrics import EVAL_NOISE_SEED, FidEvaluator, Scores
 from genopt.models import Generator
 from genopt.spec import SEARCHABLE, StudySpec
 from genopt.study import artifacts as A
-from genopt.study.search import stops_complete
+from genopt.study.search import completes_stops
 from genopt.train import EpochStats, train
 from genopt.warmstart import WarmStart
 
@@ -81,8 +81,8 @@ class EpochJudge:
         self.epochs = epochs
         self.baseline = baseline
         self.chosen: Chosen | None = None
-        # The pruner stopped the trial, and the spec's pruner completes such trials with the chosen
-        # epoch's score rather than ending them as PRUNED (``search.stops_complete``).
+        # The study's pruner stopped the trial and completes such trials with the chosen epoch's
+        # score rather than ending them as PRUNED (``search.completes_stops``).
         self.stopped_early = False
 
     def __call__(
@@ -106,7 +106,7 @@ class EpochJudge:
         # A trial that has run its whole budget is finished: pruning it would save nothing.
         last = epoch == self.epochs
         if not self.baseline and not last and self.trial.should_prune():
-            if stops_complete(self.spec):
+            if completes_stops(self.trial.study.pruner):
                 self.stopped_early = True
                 return f"stopped at epoch {epoch}, far behind the best trial there"
             return f"pruned at epoch {epoch}"

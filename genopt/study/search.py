@@ -126,7 +126,7 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     - ``patient``: prune a trial whose score has not improved for 2 epochs;
     - ``behind_best``: stop a trial whose score is more than ``behind_factor`` times the best any
       earlier trial had at the same epoch, from ``min_resource`` epochs (``BehindBestPruner``); such
-      a trial completes with its best epoch's score (``stops_complete``);
+      a trial completes with its best epoch's score (``completes_stops``);
     - ``none``: every trial runs its whole budget.
     """
     min_resource = min(spec.min_resource, spec.max_epochs)
@@ -170,11 +170,11 @@ def check_resumable(study: optuna.Study, spec: StudySpec, dataset_sha256: str) -
         )
 
 
-def stops_complete(spec: StudySpec) -> bool:
-    """Whether a trial the spec's pruner stops completes (with its best epoch's score) rather than
-    ending as PRUNED: so for ``behind_best``, whose stopped trials the GP sampler, which learns
-    from complete trials only, must see to steer away from them."""
-    return spec.pruner == "behind_best"
+def completes_stops(pruner: optuna.pruners.BasePruner) -> bool:
+    """Whether a trial this pruner stops completes with its best epoch's score rather than ending as
+    PRUNED: a pruner says so with a true ``completes_stops`` attribute, as ``BehindBestPruner`` does,
+    so that the GP sampler, which learns from complete trials only, sees the trials it stopped."""
+    return bool(getattr(pruner, "completes_stops", False))
 
 
 class BehindBestPruner(optuna.pruners.BasePruner):
@@ -185,8 +185,10 @@ class BehindBestPruner(optuna.pruners.BasePruner):
     Unlike the median or a percentile, the bar does not rise as the sampler concentrates its draws
     on good regions, and scores early in GAN training predict the final ones poorly (docs/
     benchmarks.md), so only the trials far behind are stopped: on the learning-curve table, those
-    that have not started to learn while others have.
+    that have not started to learn while others have. A stopped trial completes (``completes_stops``).
     """
+
+    completes_stops = True
 
     def __init__(self, factor: float, min_resource: int):
         if factor < 1.0:

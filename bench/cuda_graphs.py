@@ -3,7 +3,7 @@
 At batch 64 a step of these small networks is a few hundred small kernels, and the GPU waits on
 Python and the launches between them (docs/benchmarks_gpu.md: 3.8 ms a step on an H100). A CUDA
 graph records the whole step once and replays it with one launch. Both loops run ``train``'s own
-step, ``genopt.train.TrainStep`` (the discriminator's and the generator's updates with fused Adam,
+step, ``genopt.step.TrainStep`` (the discriminator's and the generator's updates with fused Adam,
 the weight average's update, the noise draw, the batch gather): eagerly as ``train(graphs=False)``
 runs it, and graphed as ``train`` runs it on a GPU (Adam ``capturable=True``, the batch indices
 copied into a fixed buffer before each replay, the noise drawn inside the graph, so a replayed step
@@ -26,7 +26,8 @@ import torch
 
 from genopt.data import Dataset, load_dataset
 from genopt.spec import StudySpec
-from genopt.train import TrainResult, TrainStep, build_models, train
+from genopt.step import TrainStep
+from genopt.train import TrainResult, build_models, train
 
 STEPS = 400
 SETTINGS = (("mlp", 64), ("mlp", 256), ("dcgan", 64))

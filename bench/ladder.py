@@ -3,7 +3,7 @@
 Every rung is one ``Levers`` value, and ``ladder_step`` builds its step from genopt's own pieces
 (``build_models``, ``autocast``, ``adam``, ``to_model_range``): Sigmoid + BCE or BCE with logits,
 separate or one discriminator pass over real and fake. Once D is frozen in G's backward (which
-needs the two before it) the step IS ``genopt.train.train_step``, unchanged; the rungs after it
+needs the two before it) the step IS ``genopt.step.train_step``, unchanged; the rungs after it
 change only the optimiser, the thread count or the precision. The first rung takes the seed's
 DataLoader + ToTensor batches (``seed_loop.SeedMNIST``) through the seed's layers, which genopt's
 GAN models are, with a Sigmoid on their logit: the seed's loop built from the same pieces.
@@ -23,7 +23,8 @@ from seed_loop import SeedMNIST, genopt_config, sync
 from torch.utils.data import DataLoader
 
 from genopt.data import to_model_range
-from genopt.train import adam, autocast, build_models, train_step
+from genopt.step import adam, autocast, train_step
+from genopt.train import build_models
 
 ADAMS = ("for-loop", "foreach", "fused")
 

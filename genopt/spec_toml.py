@@ -145,7 +145,9 @@ def _param(name: str, table: Any, fail) -> Param:
         fail(f"search.params.{name} needs low and high (or choices)")
     if not isinstance(table.get("log", False), bool):
         fail(f"search.params.{name}: log must be true or false")
-    return Param(name, low=table["low"], high=table["high"], log=table.get("log", False), step=table.get("step"))
+    return Param(
+        name, low=table["low"], high=table["high"], log=table.get("log", False), step=table.get("step")
+    )
 
 
 def find_spec(model: str | None, path: Path | None = None) -> tuple[StudySpec, Path | None]:

@@ -15,14 +15,8 @@ import torch
 
 from genopt.models import Generator, GeneratorConfig
 from genopt.spec import StudySpec
-from genopt.train import (
-    GRAPH_WARMUP_STEPS,
-    TrainStep,
-    WeightAverage,
-    build_models,
-    graphs_unsupported,
-    train,
-)
+from genopt.step import GRAPH_WARMUP_STEPS, TrainStep, WeightAverage, graphs_unsupported
+from genopt.train import build_models, train
 
 cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

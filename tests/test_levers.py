@@ -24,7 +24,8 @@ from genopt.spec import (
     parse_value,
     spec_from_dict,
 )
-from genopt.train import WeightAverage, adam, build_models, train, train_step
+from genopt.step import WeightAverage, adam, train_step
+from genopt.train import build_models, train
 
 TINY = StudySpec(
     generator_widths=(16,),

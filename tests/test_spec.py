@@ -70,7 +70,10 @@ BAD_SPECS = {
         "search.params.depth: not a searchable field",
     ),
     "float batch": ("[search.params.batch_size]\nlow = 16.5\nhigh = 64", "low and high must be int"),
-    "unknown param key": ("[search.params.lr]\nlow = 1e-4\nhigh = 1e-2\nstride = 2", "unknown field 'stride'"),
+    "unknown param key": (
+        "[search.params.lr]\nlow = 1e-4\nhigh = 1e-2\nstride = 2",
+        "unknown field 'stride'",
+    ),
     "step off the grid": (
         "[search.params.batch_size]\nlow = 16\nhigh = 100\nstep = 16",
         "high - low (84) must be a multiple of step (16)",

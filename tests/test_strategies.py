@@ -24,9 +24,10 @@ from genopt.ensemble.export import save_ensemble
 from genopt.ensemble.generator import EnsembleGenerator
 from genopt.errors import GenoptError
 from genopt.spec import StudySpec, spec_from_dict
+from genopt.step import adam, train_step
 from genopt.study.artifacts import save_checkpoint
 from genopt.study.warm import read_init
-from genopt.train import adam, build_models, train, train_step
+from genopt.train import build_models, train
 from genopt.warmstart import WarmStart, describe, warm_start
 
 OLD_CHECKPOINT = (

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from genopt.data import to_model_range
 from genopt.errors import GenoptError
 from genopt.spec import StudySpec, spec_from_dict
-from genopt.train import adam, build_models, train, train_step
+from genopt.step import adam, train_step
+from genopt.train import build_models, train
 
 ATOL = 1e-6
 TINY = StudySpec(

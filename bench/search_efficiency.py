@@ -324,6 +324,7 @@ def main() -> None:
     lines += [
         "",
         f"Replays with k={k}: {len(searches)} searches x {args.seeds} seeds x {max(TRIAL_COUNTS)} trials "
+        f"(GP candidates other than the default: {GP_TRIALS}) "
         f"in {replay_seconds:.0f} s. Per candidate and number of trials: the median over seeds of "
         "(images it trained until its best intra-FID was at most the article setting's best) / (the "
         "article setting's images), 'inf' when it never got there, and the share of seeds that got "

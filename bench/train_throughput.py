@@ -10,7 +10,8 @@ The headline ``train_speedup_b64`` is the shipped default (its ``precision`` res
 so ``auto`` is whichever of the two columns it picks here) over the seed's loop at batch 64, the
 median of the per-round ratios; ``train_roofline_b64`` is the default's achieved share of the
 roofline of the precision it ran in: the seed step's FLOPs per image times its images per second,
-over the measured ``torch.mm`` peak of that precision.
+over the measured ``torch.mm`` peak of that precision. ``step_floor.py`` then splits the step's
+time into its matrix products, its fixed cost and the rest.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from ladder import ladder_section
 from seed_loop import SHIPPED_SPEC, STEP_FLOP_PER_IMAGE, SeedMNIST, genopt_epoch, seed_epoch, shipped_spec
+from step_floor import floor_section
 
 from genopt.data import load_dataset
 from genopt.device import resolve_precision
@@ -113,6 +115,7 @@ def main() -> None:
     )
 
     lines += ladder_section(dataset, n, rounds, device, quick)
+    lines += floor_section(dataset, n, 64, rounds, statistics.median(speed[("seed", 64)]))
 
     if args.png is not None:
         plot(args.png, batch_sizes, speed)

@@ -62,17 +62,21 @@ GENOPT_LINES = _commands("genopt")
 MAKE_LINES = _commands("make")
 
 
+def _ids(lines: list[tuple[str, str]]) -> list[str]:
+    return [f"{doc}: {line.split(' #')[0].strip()}" for doc, line in lines]
+
+
 def test_the_docs_show_commands_of_both_kinds():
     assert {doc for doc, _ in GENOPT_LINES} >= {"README.md"}
     assert {doc for doc, _ in MAKE_LINES} >= {"README.md"}
 
 
-@pytest.mark.parametrize(("doc", "line"), GENOPT_LINES, ids=[line for _, line in GENOPT_LINES])
+@pytest.mark.parametrize(("doc", "line"), GENOPT_LINES, ids=_ids(GENOPT_LINES))
 def test_every_genopt_command_in_the_docs_parses(doc, line):
     _parse(shlex.split(line, comments=True)[1:])
 
 
-@pytest.mark.parametrize(("doc", "line"), MAKE_LINES, ids=[line for _, line in MAKE_LINES])
+@pytest.mark.parametrize(("doc", "line"), MAKE_LINES, ids=_ids(MAKE_LINES))
 def test_every_make_command_in_the_docs_names_a_target_and_a_genopt_command_that_parses(doc, line):
     argv = shlex.split(line, comments=True)
     dry = subprocess.run(

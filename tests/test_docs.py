@@ -87,10 +87,16 @@ def test_every_make_command_in_the_docs_names_a_target_and_a_genopt_command_that
         env={"PATH": "/usr/bin:/bin"},
     )
     assert dry.returncode == 0, f"{doc}: {line}: {dry.stderr.strip()}"
-    for recipe in dry.stdout.splitlines():
-        words = shlex.split(recipe)
-        if words and words[0].endswith("/genopt"):
-            _parse(words[1:])
+    for recipe in dry.stdout.replace("\\\n", " ").splitlines():
+        if recipe.split(" ", 1)[0].endswith("/genopt"):
+            _parse(shlex.split(recipe)[1:])
+
+
+def test_every_make_variable_the_readme_lists_is_one_the_makefile_takes():
+    rows = re.findall(r"^\| (`[A-Z_]+`(?:, `[A-Z_]+`)*) \|", README.read_text(), flags=re.MULTILINE)
+    listed = {name for row in rows for name in re.findall(r"`([A-Z_]+)`", row)}
+    taken = set(re.findall(r"^([A-Z_]+) \?=", (ROOT / "Makefile").read_text(), flags=re.MULTILINE))
+    assert listed and listed <= taken, sorted(listed - taken)
 
 
 def test_readme_is_a_front_door_of_at_most_150_lines():

@@ -76,7 +76,7 @@ def run_study(
         spec: the validated spec, command-line overrides applied.
         trials: how many trials to add; earlier trials of the study are kept.
         study_name: the study to create or resume.
-        storage_url: an Optuna storage URL (see ``genopt.storage``); default ``sqlite:///storage/genopt.db``.
+        storage_url: an Optuna storage URL (see ``genopt.study.storage.open_storage``); default ``sqlite:///storage/genopt.db``.
         data_dir: a folder of IDX files to use instead of the named dataset's sources.
         enqueue: parameter sets to try first, as baselines trained to the full budget (never pruned).
         progress: show a bar over trials (default: when stderr is a terminal); a line per

@@ -58,7 +58,8 @@ def _generator(config: Any, state: Any, *, name: str) -> Generator:
         generator = Generator(GeneratorConfig.from_dict(config))
         generator.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
-        raise GenoptError(f"{name} does not fit its own generator config: {exc}") from None
+        reason = " ".join(str(exc).split())  # load_state_dict's message spans lines
+        raise GenoptError(f"{name} does not fit its own generator config: {reason}") from None
     return generator.requires_grad_(False).eval()
 
 

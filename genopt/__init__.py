@@ -10,7 +10,7 @@ __all__ = ["load_ensemble"]
 def __getattr__(name: str) -> Any:
     # Lazy, so `genopt --help` and the CLI's argument checks do not wait for torch to import.
     if name == "load_ensemble":
-        from genopt.ensemble.export import load_ensemble
+        from genopt.ensemble.generator import load_ensemble  # torch only, no Optuna
 
         return load_ensemble
     raise AttributeError(f"module 'genopt' has no attribute {name!r}")

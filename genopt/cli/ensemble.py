@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from genopt.cli.options import add_artifact_dir, add_data_dir, add_storage, positive_int
+
+if TYPE_CHECKING:
+    from genopt.metrics.scores import ScoreInfo
 
 
 def add_parser(subparsers) -> None:
@@ -56,24 +60,25 @@ def run(args: argparse.Namespace) -> int:
 
 def summary(result) -> str:
     """The table printed at the end: each mode's scores on validation and test, the weights, the files."""
-    from genopt.study.progress import SCORE_LABELS
+    from genopt.metrics.scores import SCORES
 
     build, described = result.build, result.description
-    members = ", ".join(f"{c['trial_number']} ({c['value']:.2f})" for c in described["candidates"])
+    objective = SCORES[build.objective]
+    members = ", ".join(
+        f"{c['trial_number']} ({objective.format(c['value'])})" for c in described["candidates"]
+    )
     weights = ", ".join(
         f"{c['trial_number']}: {c['mixture_weight']:.2f}"
         for c in described["candidates"]
         if c["mixture_weight"]
     )
-    names = [n for n in SCORE_LABELS if n in build.scores["best_single"]["validation"]]
+    names = [n for n in SCORES if n in build.scores["best_single"]["validation"]]
     head = "".join(
-        f"{'val' if split == 'validation' else split} {SCORE_LABELS[n]}".rjust(17)
-        for split in ("validation", "test")
-        for n in names
+        f"{_SPLITS[split]} {SCORES[n].label}".rjust(17) for split in ("validation", "test") for n in names
     )
     lines = [
         f"ensemble of study {described['study']}: top {len(build.members)} trials by validation "
-        f"{SCORE_LABELS[build.objective]}: {members}",
+        f"{objective.label}: {members}",
         f"  {'':<24}{head}",
     ]
     labels = {
@@ -83,7 +88,9 @@ def summary(result) -> str:
     }
     for name, label in labels.items():
         cells = "".join(
-            _cell(build.scores[name][split].get(n), n) for split in ("validation", "test") for n in names
+            _cell(build.scores[name][split].get(n), SCORES[n])
+            for split in ("validation", "test")
+            for n in names
         )
         lines.append(f"  {label:<24}{cells}")
     lines += [
@@ -99,7 +106,5 @@ def summary(result) -> str:
 _SPLITS = {"validation": "val", "test": "test"}
 
 
-def _cell(value: float | None, name: str) -> str:
-    if value is None:
-        return f"{'-':>17}"
-    return f"{value:>17.3f}" if name in ("label_accuracy", "class_coverage") else f"{value:>17.2f}"
+def _cell(value: float | None, score: ScoreInfo) -> str:
+    return ("-" if value is None else score.format(value)).rjust(17)

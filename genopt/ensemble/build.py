@@ -7,7 +7,6 @@ report only.
 
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +16,14 @@ import optuna
 import torch
 from optuna.artifacts.exceptions import ArtifactNotFound
 
+from genopt.checkpoints import load_trial_checkpoint
 from genopt.ensemble.generator import MODES, EnsembleGenerator
 from genopt.ensemble.mixture import greedy_mixture, mix_sample_statistics
 from genopt.errors import GenoptError
 from genopt.metrics import EVAL_NOISE_SEED, FidEvaluator, SampleStatistics
+from genopt.metrics.scores import SCORES
 from genopt.models import Generator
-from genopt.study.artifacts import kept_checkpoints, load_checkpoint
+from genopt.study.artifacts import kept_checkpoints
 from genopt.study.storage import load_existing_study
 from genopt.study.stored import stored_spec, study_artifact_store, study_dataset
 
@@ -92,7 +93,7 @@ def load_members(study: optuna.Study, store, *, top_k: int) -> list[Member]:
             removed.append(number)
             continue
         with reader as f:
-            generator, _ = load_checkpoint(f, name=name)
+            generator, _ = load_trial_checkpoint(f, name=name)
         members.append(Member(number, float(study.trials[number].value), generator))
     if removed:
         taken = ", ".join(str(m.trial_number) for m in members) or "none"
@@ -162,8 +163,8 @@ def build_ensemble(
     evaluator = FidEvaluator(dataset)
 
     def value(stats: SampleStatistics) -> float:
-        v = evaluator.scores_of(stats).get(objective)
-        return v if math.isfinite(v) else math.inf
+        """The objective as a loss: lower is better, NaN worst (the registry's ``loss``)."""
+        return SCORES[objective].loss(evaluator.scores_of(stats).get(objective))
 
     member_stats = []
     for m in members:

@@ -2,14 +2,18 @@
 
 ``forward`` is a pure function of its inputs (noise, labels, and for a mixture a uniform draw per
 image that picks its member), so the same inputs give the same images here and in the exported
-``torch.export`` program; ``sample`` only draws those inputs.
+``torch.export`` program; ``sample`` only draws those inputs. ``load_ensemble`` rebuilds one from
+an export (``genopt.checkpoints``), importing torch and nothing of Optuna.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
+from genopt.checkpoints import export_members, read_export, without_weights
 from genopt.device import rng_device
 from genopt.models import Generator
 
@@ -123,3 +127,20 @@ class EnsembleGenerator(nn.Module):
         if not self.conditional:
             return self(args[0], None, *args[1:])
         return self(*args)
+
+
+def load_ensemble(path: str | Path) -> EnsembleGenerator:
+    """The ensemble exported at ``path``, after checking its sha256 against the JSON beside it.
+
+    The returned module (CPU, eval mode) has ``sample(n, labels=None, generator=None)`` giving
+    images in [0, 1] of shape (n, C, H, W), and ``metadata``: the JSON's content without weights.
+
+    Raises:
+        GenoptError: the file or its JSON is missing, the hash differs, or the file holds anything
+            but tensors and plain values.
+    """
+    checkpoint, _ = read_export(path)
+    members = export_members(checkpoint, name=str(path))
+    ensemble = EnsembleGenerator([g for g, _ in members], [w for _, w in members], mode=checkpoint["mode"])
+    ensemble.metadata = without_weights(checkpoint)
+    return ensemble

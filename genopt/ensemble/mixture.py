@@ -137,7 +137,8 @@ def greedy_mixture(
     Args:
         statistics: each candidate's statistics: ``SampleStatistics``, or (mean, covariance) tuples.
         score: the objective to minimise, called with the mixed statistics: ``score(stats)`` for
-            ``SampleStatistics`` (e.g. ``lambda s: evaluator.scores_of(s).intra_fid``), and
+            ``SampleStatistics`` (e.g. ``lambda s: SCORES[name].loss(evaluator.scores_of(s).get(name))``,
+            which negates a score where higher is better, ``genopt.metrics.scores.SCORES``), and
             ``score(mean, cov)`` for tuples (e.g. ``evaluator.fid_of_statistics``); in general a
             tuple that ``mix`` returns is unpacked into ``score``'s arguments.
         rounds: members added in all (repeats allowed); the weights are multiples of 1/picks.

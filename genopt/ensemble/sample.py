@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from genopt.ensemble.export import load_ensemble
+from genopt.ensemble.generator import load_ensemble
 from genopt.errors import GenoptError
 from genopt.files import atomic_write
 

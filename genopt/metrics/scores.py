@@ -21,11 +21,16 @@ The scores, all computed by small pure functions below:
   about 1 whatever the net's accuracy. Total variation is bounded, symmetric and reads as "the share
   of samples that would have to change class", which a KL divergence (unbounded once a class is
   never drawn) does not.
+
+``SCORES`` at the end of this module is the registry every other module reads: what each score is
+called, whether lower or higher is better, whether it is a rate, how it is shown, which generators it
+applies to, and how it is computed. Adding a score is its function, its ``Scores`` field and one entry.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import torch
@@ -70,10 +75,7 @@ class Scores:
     @classmethod
     def diverged(cls, *, conditional: bool) -> Scores:
         """NaN for every score that applies: what a sample with a non-finite pixel gets."""
-        nan = float("nan")
-        if conditional:
-            return cls(fid=nan, intra_fid=nan, label_accuracy=nan)
-        return cls(fid=nan, class_coverage=nan)
+        return cls(**{name: math.nan for name, score in SCORES.items() if score.applies(conditional)})
 
 
 @dataclass
@@ -265,6 +267,81 @@ def class_coverage(stats: SampleStatistics, reference: SampleStatistics) -> floa
 
 def class_scores(stats: SampleStatistics, reference: SampleStatistics, *, fid: float) -> Scores:
     """The ``Scores`` of ``stats`` against a reference split, given the pooled ``fid`` already."""
-    if stats.conditional:
-        return Scores(fid=fid, intra_fid=intra_fid(stats, reference), label_accuracy=label_accuracy(stats))
-    return Scores(fid=fid, class_coverage=class_coverage(stats, reference))
+    values = {
+        name: score.compute(stats, reference)
+        for name, score in SCORES.items()
+        if score.compute is not None and score.applies(stats.conditional)
+    }
+    return Scores(fid=fid, **values)
+
+
+# -- the registry ---------------------------------------------------------------------------------
+
+DIRECTIONS = ("minimize", "maximize")
+APPLIES_TO = ("any", "conditional", "unconditional")
+
+
+@dataclass(frozen=True)
+class ScoreInfo:
+    """What a score is to everyone who shows, stores or optimises it.
+
+    Attributes:
+        label: its column label in progress lines, summaries, the report and ``genopt ensemble``.
+        direction: ``minimize`` (lower is better) or ``maximize``.
+        rate: a fraction in [0, 1] rather than a distance.
+        format_spec: how a value is shown, e.g. ``.2f``.
+        applies_to: ``any`` generator, or only a ``conditional`` or an ``unconditional`` one; a
+            score that does not apply is None in ``Scores``.
+        compute: the score of a sample's statistics against a reference split's; None for ``fid``,
+            which the evaluator computes against its pooled reference moments.
+    """
+
+    label: str
+    direction: str
+    rate: bool
+    format_spec: str
+    applies_to: str = "any"
+    compute: Callable[[SampleStatistics, SampleStatistics], float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS or self.applies_to not in APPLIES_TO:
+            raise ValueError(f"bad direction {self.direction!r} or applies_to {self.applies_to!r}")
+
+    def applies(self, conditional: bool) -> bool:
+        """Whether the score means anything for a (``conditional``) generator."""
+        return self.applies_to == "any" or (self.applies_to == "conditional") == conditional
+
+    def format(self, value: float) -> str:
+        """``value`` as tables and lines show it."""
+        return format(value, self.format_spec)
+
+    def loss(self, value: float) -> float:
+        """``value`` as something to minimise: negated when higher is better; NaN (and inf) worst."""
+        if not math.isfinite(value):
+            return math.inf
+        return value if self.direction == "minimize" else -value
+
+
+# In the order lines and tables show them.
+SCORES: dict[str, ScoreInfo] = {
+    "fid": ScoreInfo("FID", "minimize", rate=False, format_spec=".2f"),
+    "intra_fid": ScoreInfo(
+        "intra-FID", "minimize", rate=False, format_spec=".2f", applies_to="conditional", compute=intra_fid
+    ),
+    "label_accuracy": ScoreInfo(
+        "label acc",
+        "maximize",
+        rate=True,
+        format_spec=".3f",
+        applies_to="conditional",
+        compute=lambda stats, _reference: label_accuracy(stats),
+    ),
+    "class_coverage": ScoreInfo(
+        "coverage",
+        "maximize",
+        rate=True,
+        format_spec=".3f",
+        applies_to="unconditional",
+        compute=class_coverage,
+    ),
+}

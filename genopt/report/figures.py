@@ -15,16 +15,16 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from genopt import paths
-from genopt.ensemble.export import Description, default_path, read_description
+from genopt.checkpoints import Description, load_trial_checkpoint, read_description
+from genopt.ensemble.export import default_path
 from genopt.errors import GenoptError
 from genopt.grid import save_grid
+from genopt.metrics.scores import SCORES
 from genopt.report.html import render_html
-from genopt.study.artifacts import CHECKPOINT_ATTR, SAMPLES_ATTR, load_checkpoint
+from genopt.study.artifacts import CHECKPOINT_ATTR, SAMPLES_ATTR
 from genopt.study.progress import best_trial
 from genopt.study.storage import load_existing_study
 from genopt.study.stored import stored_spec, study_artifact_store
-
-_TARGETS = {"fid": "FID", "intra_fid": "intra-FID"}
 
 
 def stored_objective(study: optuna.Study) -> str:
@@ -100,7 +100,8 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     made, missing = {}, {}
-    target = "validation " + _TARGETS.get(stored_objective(study), "FID")
+    objective = SCORES.get(stored_objective(study), SCORES["fid"])
+    target = f"validation {objective.label}"
     for key, render in (
         ("history", _history),
         ("curves", _curves),
@@ -159,7 +160,7 @@ def _best_samples(best: FrozenTrial, store, path: Path) -> str | None:
     if checkpoint_id is not None:
         try:
             with store.open_reader(checkpoint_id) as f:
-                generator, _ = load_checkpoint(f, name=f"trial {best.number}'s checkpoint")
+                generator, _ = load_trial_checkpoint(f, name=f"trial {best.number}'s checkpoint")
         except GenoptError as exc:
             return str(exc)
         except Exception:

@@ -7,10 +7,11 @@ from typing import Any
 
 from optuna.trial import FrozenTrial
 
-from genopt.ensemble.export import Description
+from genopt.checkpoints import Description
+from genopt.metrics.scores import SCORES
 from genopt.spec import format_params
 from genopt.study import artifacts as A
-from genopt.study.progress import SCORE_LABELS, format_scores, trial_scores
+from genopt.study.progress import format_scores, trial_scores
 from genopt.study.stored import DATASET_ATTR, FEATURE_ACCURACY_ATTR, FID_FLOOR_ATTR, SPEC_ATTR
 
 _STYLE = """
@@ -88,8 +89,8 @@ def render_html(
 def _ensemble(export: Description | str) -> str:
     if isinstance(export, str):
         return f"<p class='muted'>{html.escape(export)}</p>"
-    names = [n for n in SCORE_LABELS if any(n in v for by in export.scores.values() for v in by.values())]
-    head = ["", *(f"{split} {SCORE_LABELS[n]}" for split in ("validation", "test") for n in names)]
+    names = [n for n in SCORES if any(n in v for by in export.scores.values() for v in by.values())]
+    head = ["", *(f"{split} {SCORES[n].label}" for split in ("validation", "test") for n in names)]
     labels = {
         "best_single": f"best single (trial {export.best_single_trial})",
         "mean": "mean",
@@ -98,18 +99,14 @@ def _ensemble(export: Description | str) -> str:
     rows = [
         [
             labels.get(kind, kind),
-            *(
-                _num(by.get(split, {}).get(n), 3 if n in _RATES else 2)
-                for split in ("validation", "test")
-                for n in names
-            ),
+            *(_score(n, by.get(split, {}).get(n)) for split in ("validation", "test") for n in names),
         ]
         for kind, by in export.scores.items()
     ]
     members = ", ".join(f"trial {number} ({weight:.2f})" for number, weight in export.members)
     facts = [
         ["exported mode", export.mode],
-        ["chosen by", f"validation {SCORE_LABELS.get(export.objective, export.objective)}"],
+        ["chosen by", f"validation {_label(export.objective)}"],
         ["members (weight)", members],
         ["samples per score", export.fid_samples],
         ["file", f"{export.file} (sha256 {export.sha256[:16]}…)"],
@@ -117,7 +114,12 @@ def _ensemble(export: Description | str) -> str:
     return _table(head, rows) + _table(["", ""], facts, header=False)
 
 
-_RATES = ("label_accuracy", "class_coverage")
+def _label(name: str) -> str:
+    return SCORES[name].label if name in SCORES else name
+
+
+def _score(name: str, value: Any) -> str:
+    return SCORES[name].format(value) if isinstance(value, int | float) else ""
 
 
 def _trials(trials: list[FrozenTrial]) -> str:
@@ -128,7 +130,7 @@ def _trials(trials: list[FrozenTrial]) -> str:
             [
                 t.number,
                 t.state.name.lower(),
-                *(_num(scores.get(n), 3 if n in _RATES else 2) for n in SCORE_LABELS),
+                *(_score(n, scores.get(n)) for n in SCORES),
                 t.user_attrs.get(A.BEST_EPOCH_ATTR, ""),
                 t.user_attrs.get(A.EPOCHS_ATTR, ""),
                 format_params(t.params),
@@ -137,7 +139,15 @@ def _trials(trials: list[FrozenTrial]) -> str:
                 else t.user_attrs.get(A.STOP_REASON_ATTR, ""),
             ]
         )
-    head = ["trial", "state", *SCORE_LABELS.values(), "best epoch", "epochs", "parameters", "note"]
+    head = [
+        "trial",
+        "state",
+        *(s.label for s in SCORES.values()),
+        "best epoch",
+        "epochs",
+        "parameters",
+        "note",
+    ]
     return _table(head, rows)
 
 

@@ -1,7 +1,7 @@
 """What a trial leaves behind: its user attribute names, its files, and which checkpoints are kept.
 
-One module owns the generator checkpoint format: ``save_checkpoint`` writes it and
-``load_checkpoint`` is its only reader (the ensemble, the report and warm starts all use it).
+The generator checkpoint's format is ``genopt.checkpoints``' (``save_trial_checkpoint`` writes it,
+``load_trial_checkpoint`` reads it); this module uploads it and names it in the trial.
 
 Uploads write the file first and name it in the trial afterwards, so a store that fills up (or a
 worker killed mid-write) never leaves a trial pointing at a partial file: the partial file is
@@ -17,25 +17,28 @@ import dataclasses
 import errno
 import json
 import os
-import pickle
 import shutil
 import tempfile
 import uuid
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import Any
 
 import optuna
-import torch
 from optuna.artifacts import ArtifactMeta, FileSystemArtifactStore
 from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX  # where Optuna lists a trial's artifacts
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
+from genopt.checkpoints import TRIAL_FORMAT, load_trial_checkpoint, save_trial_checkpoint
 from genopt.errors import GenoptError
 from genopt.grid import save_grid
-from genopt.models import Discriminator, Generator, GeneratorConfig
+from genopt.metrics.scores import SCORES
+from genopt.models import Discriminator, Generator
 
-CHECKPOINT_FORMAT = "genopt-generator/1"
+# The names the trial checkpoint's format had here, kept for callers (tests, bench).
+CHECKPOINT_FORMAT = TRIAL_FORMAT
+save_checkpoint = save_trial_checkpoint
+load_checkpoint = load_trial_checkpoint
 
 # Trial user attributes. Artifact ids (in the study's artifact store):
 SAMPLES_ATTR = "samples"
@@ -54,9 +57,10 @@ STOP_REASON_ATTR = "stop_reason"
 # Why a trial ended as FAIL, in one line: "interrupted" (Ctrl-C), or "artifact store full: ...".
 REASON_ATTR = "reason"
 INTERRUPTED_ATTR = REASON_ATTR
-# Scores: "<name>_history" holds every epoch's value, "<name>" the chosen epoch's.
+# Scores (genopt.metrics.scores.SCORES): "<name>_history" holds every epoch's value, "<name>" the
+# chosen epoch's.
 BEST_EPOCH_ATTR = "best_epoch"
-SCORE_NAMES = ("fid", "intra_fid", "label_accuracy", "class_coverage")
+SCORE_NAMES = tuple(SCORES)
 # A COMPLETE trial that breaks the spec's constraint (min_label_accuracy): never best, never a member.
 INFEASIBLE_ATTR = "infeasible"
 
@@ -64,74 +68,6 @@ INFEASIBLE_ATTR = "infeasible"
 def history_attr(score: str) -> str:
     """The user attribute holding every epoch's value of ``score``, e.g. ``fid_history``."""
     return f"{score}_history"
-
-
-# Optional fields: the discriminator's architecture and weights, kept for warm starts since these
-# fields exist (genopt.study.warm); older checkpoints lack them.
-DISCRIMINATOR_FIELDS = ("discriminator_config", "discriminator_state_dict")
-
-
-def save_checkpoint(
-    path: str, generator: Generator, *, discriminator: Discriminator | None = None, **metadata: Any
-) -> None:
-    """A generator checkpoint of tensors and plain values only (``torch.load(weights_only=True)``).
-
-    With ``discriminator``, its config and weights are kept too, so a warm start can begin both.
-    """
-    state = {k: v.detach().cpu() for k, v in generator.state_dict().items()}
-    checkpoint = {
-        "format": CHECKPOINT_FORMAT,
-        "generator_config": generator.config.to_dict(),
-        "state_dict": state,
-    }
-    if discriminator is not None:
-        checkpoint["discriminator_config"] = discriminator.config.to_dict()
-        checkpoint["discriminator_state_dict"] = {
-            k: v.detach().cpu() for k, v in discriminator.state_dict().items()
-        }
-    torch.save(checkpoint | metadata, path)
-
-
-def read_checkpoint(source: str | os.PathLike | IO[bytes], *, name: str) -> dict[str, Any]:
-    """Everything a checkpoint ``save_checkpoint`` wrote holds, read without running any code.
-
-    Args:
-        source: a path or an open binary file.
-        name: what to call the checkpoint in an error, e.g. ``"trial 3's checkpoint"``.
-
-    Raises:
-        GenoptError: the file holds more than tensors and plain values, or is not a generator's.
-    """
-    try:
-        checkpoint = torch.load(source, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # weights_only refuses anything that would run code; pages of advice
-        refused = f"{name} holds more than tensors and plain values: refusing to unpickle it"
-        raise GenoptError(refused) from None
-    except Exception as exc:  # not a torch file, or a truncated one
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise GenoptError(f"{name} cannot be read safely: {reason}") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise GenoptError(f"{name} is not a {CHECKPOINT_FORMAT} file")
-    return checkpoint
-
-
-def load_checkpoint(source: str | os.PathLike | IO[bytes], *, name: str) -> tuple[Generator, dict[str, Any]]:
-    """The generator (CPU, eval mode) and the metadata of a checkpoint ``save_checkpoint`` wrote.
-
-    The metadata leaves out the weights (and the discriminator's, when the checkpoint has them).
-
-    Raises:
-        GenoptError: as ``read_checkpoint``, or the weights do not fit the generator's own config.
-    """
-    checkpoint = read_checkpoint(source, name=name)
-    try:
-        generator = Generator(GeneratorConfig.from_dict(checkpoint["generator_config"]))
-        generator.load_state_dict(checkpoint["state_dict"])
-    except (KeyError, TypeError, RuntimeError) as exc:
-        raise GenoptError(f"{name} does not fit its own generator config: {exc}") from None
-    weights = ("generator_config", "state_dict", *DISCRIMINATOR_FIELDS)
-    metadata = {k: v for k, v in checkpoint.items() if k not in weights}
-    return generator.requires_grad_(False).eval(), metadata
 
 
 def write_history(path: str, rows: Sequence[dict[str, Any]]) -> None:
@@ -180,7 +116,7 @@ def upload_checkpoint(
     """
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, f"generator-trial{trial.number}.pt")
-        save_checkpoint(path, generator, discriminator=discriminator, **metadata)
+        save_trial_checkpoint(path, generator, discriminator=discriminator, **metadata)
         artifact_id = upload(trial, store, path, "application/x-pytorch")
     trial.set_user_attr(CHECKPOINT_ATTR, artifact_id)
     return artifact_id

@@ -13,35 +13,26 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
+from genopt.metrics.scores import SCORES
 from genopt.spec import format_params
 from genopt.study import artifacts as A
 
-# Column labels of the scores, in the order lines and tables show them.
-SCORE_LABELS = {
-    "fid": "FID",
-    "intra_fid": "intra-FID",
-    "label_accuracy": "label acc",
-    "class_coverage": "coverage",
-}
-
 
 def format_scores(values: dict[str, Any]) -> str:
-    """``FID 41.20  intra-FID 60.10  label acc 0.953`` for the scores present in ``values``."""
-    parts = []
-    for name, label in SCORE_LABELS.items():
-        value = values.get(name)
-        if isinstance(value, int | float):
-            parts.append(
-                f"{label} {value:.3f}"
-                if name in ("label_accuracy", "class_coverage")
-                else f"{label} {value:.2f}"
-            )
-    return "  ".join(parts)
+    """``FID 41.20  intra-FID 60.10  label acc 0.953`` for the scores present in ``values``.
+
+    Labels, order and digits are the registry's (``genopt.metrics.scores.SCORES``).
+    """
+    return "  ".join(
+        f"{score.label} {score.format(values[name])}"
+        for name, score in SCORES.items()
+        if isinstance(values.get(name), int | float)
+    )
 
 
 def trial_scores(trial: FrozenTrial) -> dict[str, Any]:
     """The trial's scores at its chosen epoch, or at its last scored epoch when it has none."""
-    chosen = {name: trial.user_attrs[name] for name in A.SCORE_NAMES if name in trial.user_attrs}
+    chosen = {name: trial.user_attrs[name] for name in SCORES if name in trial.user_attrs}
     if chosen:
         return chosen
     # Trials made before per-epoch scores: the last FID of the history, or the value.

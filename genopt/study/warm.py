@@ -1,11 +1,11 @@
 """Where a warm-started study starts from: the file, read safely, checked to fit, and remembered.
 
-``genopt study --init-from PATH`` names a trial checkpoint (``genopt.study.artifacts``) or an
-exported ensemble (``genopt.ensemble.export``: its best member, or ``--init-member N``). Both are
-read with ``weights_only``; an export's sha256 is checked against its JSON first, by the same code
-as ``load_ensemble``. The study records the file's path and sha256 (user attribute ``init``), and
-every later run of it (``genopt study`` again, ``genopt worker``) starts from the same file or
-refuses in one line.
+``genopt study --init-from PATH`` names a trial checkpoint or an exported ensemble (its best member,
+or ``--init-member N``). Both are read by ``genopt.checkpoints`` with ``weights_only``; an export's
+sha256 is checked against its JSON first, by the same code as ``load_ensemble``. The study records
+the file's path and sha256 (user attribute ``init``), and every later run of it (``genopt study``
+again, ``genopt worker``) starts from the same file or refuses in one line. Loading the weights into
+the networks, layer by layer, is ``genopt.warmstart``'s, beside training.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Any
 import optuna
 import torch
 
+from genopt.checkpoints import read_export, read_trial_checkpoint
 from genopt.data import Dataset
 from genopt.errors import GenoptError
 from genopt.spec import StudySpec
-from genopt.study.artifacts import read_checkpoint
 from genopt.study.stored import INIT_ATTR
 from genopt.train import build_models
 from genopt.warmstart import WarmStart, describe, warm_start
@@ -44,10 +44,6 @@ def read_init(path: str | Path, *, member: int | None = None) -> WarmStart:
     if not path.is_file():
         raise GenoptError(f"--init-from {path}: no such file")
     if path.with_suffix(".json").is_file():
-        # The export's own reader, as load_ensemble uses it; imported here since genopt.ensemble
-        # builds on genopt.study, not the other way round.
-        from genopt.ensemble.export import read_checkpoint as read_export
-
         checkpoint, sha256 = read_export(path)
         members = checkpoint.get("members")
         if (
@@ -68,7 +64,7 @@ def read_init(path: str | Path, *, member: int | None = None) -> WarmStart:
             "has no JSON beside it, so it is read as a trial checkpoint"
         )
     data = path.read_bytes()
-    checkpoint = read_checkpoint(io.BytesIO(data), name=f"--init-from {path}")
+    checkpoint = read_trial_checkpoint(io.BytesIO(data), name=f"--init-from {path}")
     return _checked(
         path,
         checkpoint.get("generator_config"),

@@ -200,7 +200,8 @@ FIELDS: tuple[Field, ...] = (
     Field("select_epoch", "evaluation", str, "best", article="last", choices=SELECT_EPOCHS),
     # [search]: chosen by replaying candidates on a learning-curve table (docs/benchmarks.md). The
     # article's search, which stored specs without these fields ran: multivariate TPE after 10 random
-    # trials, Hyperband from 1 epoch.
+    # trials, Hyperband from 1 epoch. These fields alone may change when a study resumes
+    # (genopt.study.search.RESUMABLE_FIELDS): they say how it searches, not what its scores mean.
     Field("sampler", "search", str, "gp", choices=SAMPLER_NAMES),
     Field("multivariate", "search", bool, True, article=True),  # TPE only: one joint model of all parameters
     # TPE and GP: random trials before the model is used

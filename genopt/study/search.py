@@ -15,7 +15,7 @@ import optuna
 
 from genopt.errors import GenoptError
 from genopt.files import plain
-from genopt.spec import StudySpec
+from genopt.spec import FIELDS, StudySpec
 from genopt.study.pruners import PRUNERS, BehindBestPruner, completes_stops
 from genopt.study.samplers import SAMPLERS
 from genopt.study.stored import DATASET_ATTR, SPEC_ATTR
@@ -31,19 +31,9 @@ __all__ = [
     "make_sampler",
 ]
 
-# Spec fields that may change between runs of one study; the rest define what its scores mean.
-RESUMABLE_FIELDS = frozenset(
-    {
-        "seed",
-        "keep_checkpoints",
-        "sampler",
-        "multivariate",
-        "startup_trials",
-        "pruner",
-        "min_resource",
-        "behind_factor",
-    }
-)
+# Spec fields that may change between runs of one study: those of [search] (how it searches, its
+# seed, the checkpoints it keeps), bar the search space; the rest define what its scores mean.
+RESUMABLE_FIELDS = frozenset(f.name for f in FIELDS if f.section == "search")
 
 
 def make_sampler(

@@ -225,3 +225,12 @@ def test_every_field_of_the_table_is_in_the_dataclasses_the_search_and_the_toml_
     spec = load_spec(path)
     assert {f.name: getattr(spec, f.name) for f in FIELDS} == values
     assert all(values[f.name] != f.default for f in FIELDS if f.name not in ("model", "objective"))
+
+
+def test_the_spec_layer_imports_neither_torch_nor_optuna():
+    import subprocess
+    import sys
+
+    code = "import sys, genopt.spec; print(sorted({'torch', 'optuna'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -24,7 +24,7 @@ import torch
 from genopt.augment import augmentations
 from genopt.data import Dataset
 from genopt.device import default_device, resolve_precision
-from genopt.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+from genopt.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, architecture
 from genopt.spec import RunConfig
 from genopt.step import TrainStep, graphs_unsupported
 from genopt.warmstart import WarmStart, warm_start
@@ -80,11 +80,11 @@ class TrainResult:
 def build_models(config: RunConfig, dataset: Dataset) -> tuple[Generator, Discriminator]:
     """The generator and discriminator a run config describes, for this dataset's shape and classes."""
     num_classes = dataset.num_classes if config.model == "cgan" else 0
-    dcgan = config.kind == "dcgan"
+    built = architecture(config.kind)
     generator = Generator(
         GeneratorConfig(
             config.noise_dim,
-            config.generator_channels if dcgan else config.generator_widths,
+            getattr(config, built.generator_widths),
             dataset.image_shape,
             num_classes,
             config.kind,
@@ -92,7 +92,7 @@ def build_models(config: RunConfig, dataset: Dataset) -> tuple[Generator, Discri
     )
     discriminator = Discriminator(
         DiscriminatorConfig(
-            config.discriminator_channels if dcgan else config.discriminator_widths,
+            getattr(config, built.discriminator_widths),
             dataset.image_shape,
             num_classes,
             config.leaky_slope,

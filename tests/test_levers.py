@@ -211,7 +211,7 @@ def test_each_conditioning_trains_a_step_with_finite_losses(conditioning, spectr
     config = tiny_config(conditioning=conditioning, spectral_norm=spectral_norm)
     torch.manual_seed(0)
     G, D = build_models(config, mnist)
-    assert D.kind == conditioning
+    assert D.conditioning == conditioning
     before = [{k: v.detach().clone() for k, v in m.named_parameters()} for m in (G, D)]
     real = to_model_range(mnist.train.images[:8])
     labels = mnist.train.labels[:8]
@@ -231,13 +231,13 @@ def test_each_conditioning_trains_a_step_with_finite_losses(conditioning, spectr
 def test_each_conditioning_trains_an_epoch(conditioning, mnist):
     result = train(tiny_config(conditioning=conditioning, spectral_norm=True), mnist)
     assert not result.diverged and len(result.epochs) == 1
-    assert result.discriminator is not None and result.discriminator.kind == conditioning
+    assert result.discriminator is not None and result.discriminator.conditioning == conditioning
 
 
 def test_an_unconditional_model_ignores_conditioning(mnist):
     plain = build_models(tiny_config("gan"), mnist)[1]
     projected = build_models(tiny_config("gan", conditioning="projection"), mnist)[1]
-    assert plain.kind == projected.kind == "none"
+    assert plain.conditioning == projected.conditioning == "none"
     assert plain.state_dict().keys() == projected.state_dict().keys()
 
 

@@ -11,9 +11,16 @@ import optuna
 import pytest
 
 from genopt.errors import GenoptError
+from genopt.files import plain
 from genopt.spec import StudySpec, load_spec
 from genopt.study.replay import Surrogate, Table, normalise, replay
-from genopt.study.search import BehindBestPruner, make_pruner, make_sampler
+from genopt.study.search import (
+    RESUMABLE_FIELDS,
+    BehindBestPruner,
+    check_resumable,
+    make_pruner,
+)
+from genopt.study.stored import SPEC_ATTR
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = ROOT / "bench" / "data" / "curves.json.gz"
@@ -86,16 +93,14 @@ def test_the_shipped_default_search_is_what_the_study_specs_ship():
         assert shipped == {f: getattr(default, f) for f in SEARCH_FIELDS}, path
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "gp", "random"])
-@pytest.mark.parametrize(
-    "pruner", ["behind_best", "hyperband", "successive_halving", "median", "patient", "none"]
-)
-def test_every_named_search_builds(sampler, pruner):
-    spec = StudySpec(sampler=sampler, pruner=pruner, min_resource=2, max_epochs=6)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert isinstance(make_sampler(spec), optuna.samplers.BaseSampler)
-        assert isinstance(make_pruner(spec), optuna.pruners.BasePruner)
+def test_a_resumed_study_may_change_how_it_searches_and_nothing_else():
+    assert {"seed", "keep_checkpoints", *SEARCH_FIELDS} == RESUMABLE_FIELDS
+    study = optuna.create_study(study_name="s")
+    study.set_user_attr(SPEC_ATTR, plain(StudySpec().to_dict()))
+    how = {"sampler": "tpe", "pruner": "none", "behind_factor": 2.0, "seed": 3, "keep_checkpoints": 1}
+    check_resumable(study, dataclasses.replace(StudySpec(), **how), "sha")
+    with pytest.raises(GenoptError, match="made with a different kind, lr: use the same spec"):
+        check_resumable(study, dataclasses.replace(StudySpec(), lr=1e-3, kind="dcgan", **how), "sha")
 
 
 def test_min_resource_is_capped_at_the_budget():

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from genopt.errors import GenoptError
-from genopt.spec import DEFAULT_PARAMS, Param, StudySpec, load_spec
+from genopt.spec import DEFAULT_PARAMS, FIELDS, SEARCHABLE, Param, RunConfig, StudySpec, load_spec
+from genopt.spec.fields import WIDTHS
+
+OLD_STUDY = Path(__file__).parent / "data" / "old_cgan_study"
 
 
 @pytest.mark.parametrize("model", ["gan", "cgan"])
@@ -154,3 +160,77 @@ def test_stepped_ranges_are_searched_on_their_grid(tmp_path):
     assert seen["batch_size"] == set(range(16, 129, 8))  # ends included
     assert seen["noise_dim"] == set(range(50, 201, 10))
     assert seen["beta1"] == {0.0, 0.3, 0.6, 0.9}
+
+
+def test_the_stored_form_of_a_spec_is_unchanged():
+    """A study stores ``spec.to_dict()`` and compares it with the current spec on every resume."""
+    assert list(StudySpec().to_dict()) == [
+        "model", "dataset", "max_epochs", "lr", "batch_size", "noise_dim", "beta1", "beta2",
+        "train_limit", "precision", "ema_decay", "augment", "augment_probability", "generator_widths",
+        "discriminator_widths", "leaky_slope", "conditioning", "spectral_norm", "kind",
+        "generator_channels", "discriminator_channels", "fid_samples", "objective", "min_label_accuracy",
+        "select_epoch", "sampler", "multivariate", "startup_trials", "pruner", "min_resource",
+        "behind_factor", "seed", "keep_checkpoints", "params",
+    ]  # fmt: skip
+    with sqlite3.connect(OLD_STUDY / "old.db") as db:
+        (stored,) = db.execute("SELECT value_json FROM study_user_attributes WHERE key = 'spec'").fetchone()
+    old = StudySpec.from_dict(json.loads(stored))
+    # stored before the levers: the article's behaviour, and the old file's own values
+    assert (old.objective, old.select_epoch, old.ema_decay, old.precision, old.startup_trials) == (
+        "fid", "last", 0.0, "fp32", 10,
+    )  # fmt: skip
+    assert (old.generator_widths, old.fid_samples, old.keep_checkpoints) == ((16,), 200, 2)
+
+
+def _other_value(f):
+    """A valid value of field ``f`` other than its default."""
+    if f.choices:
+        return next(c for c in f.choices if c != f.default)
+    if f.type is bool:
+        return not f.default
+    if f.type is str:
+        return "other"
+    if f.type is WIDTHS:
+        return (7,)
+    if f.type is int:
+        return 100 if f.default is None else f.default + 1
+    if f.default is None:
+        return 0.5
+    return f.default * 1.5 if f.range is None or f.default * 1.5 in f.range else f.default / 2
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f'"{value}"'
+    return json.dumps(list(value)) if isinstance(value, tuple | list) else repr(value)
+
+
+def test_every_field_of_the_table_is_in_the_dataclasses_the_search_and_the_toml_layout(tmp_path):
+    assert [f.name for f in dataclasses.fields(StudySpec)] == [f.name for f in FIELDS] + ["params"]
+    run = {f.name for f in dataclasses.fields(RunConfig)}
+    assert run == {f.name for f in FIELDS if f.run} | {"epochs", "seed"}
+    assert {f.name: f.type for f in FIELDS if f.searchable} == SEARCHABLE and set(SEARCHABLE) <= run
+    # each field is read from its own section, under its own key (or with its pair under a shared one)
+    values = {f.name: _other_value(f) for f in FIELDS} | {"model": "cgan", "objective": "intra_fid"}
+    sections: dict[str, dict[str, list]] = {}
+    for f in FIELDS:
+        sections.setdefault(f.section, {}).setdefault(f.toml or f.name, []).append(values[f.name])
+    lines = [f"{key} = {_toml(v[0])}" for key, v in sections.pop("").items()]
+    for section, keys in sections.items():
+        lines += [f"[{section}]"] + [f"{k} = {_toml(v if len(v) > 1 else v[0])}" for k, v in keys.items()]
+    path = tmp_path / "every.toml"
+    path.write_text("\n".join(lines))
+    spec = load_spec(path)
+    assert {f.name: getattr(spec, f.name) for f in FIELDS} == values
+    assert all(values[f.name] != f.default for f in FIELDS if f.name not in ("model", "objective"))
+
+
+def test_the_spec_layer_imports_neither_torch_nor_optuna():
+    import subprocess
+    import sys
+
+    code = "import sys, genopt.spec; print(sorted({'torch', 'optuna'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from genopt.cli.options import add_artifact_dir, add_data_dir, add_storage, add_workers, positive_int
 from genopt.errors import GenoptError
-from genopt.spec import MODELS, SEARCHABLE, parse_value
-from genopt.spec_toml import find_spec
+from genopt.spec import MODELS, SEARCHABLE, find_spec, parse_value
 
 
 def add_parser(subparsers) -> None:

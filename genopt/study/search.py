@@ -1,5 +1,8 @@
 """How a study searches: the sampler and pruner a spec names, and whether a stored study may resume.
 
+The samplers and pruners themselves are named in ``genopt.study.samplers.SAMPLERS`` and
+``genopt.study.pruners.PRUNERS``; this module seeds and builds the spec's.
+
 A resumed study must mean the same thing as the run that made it: its stored spec is compared field
 by field with the current one, and only the fields below may differ.
 """
@@ -7,35 +10,36 @@ by field with the current one, and only the fields below may differ.
 from __future__ import annotations
 
 import json
-import math
 
 import optuna
-from optuna.trial import TrialState
 
 from genopt.errors import GenoptError
 from genopt.files import plain
-from genopt.spec import StudySpec
+from genopt.spec import FIELDS, StudySpec
+from genopt.study.pruners import PRUNERS, BehindBestPruner, completes_stops
+from genopt.study.samplers import SAMPLERS
 from genopt.study.stored import DATASET_ATTR, SPEC_ATTR
 
-# Spec fields that may change between runs of one study; the rest define what its scores mean.
-RESUMABLE_FIELDS = frozenset(
-    {
-        "seed",
-        "keep_checkpoints",
-        "sampler",
-        "multivariate",
-        "startup_trials",
-        "pruner",
-        "min_resource",
-        "behind_factor",
-    }
-)
+__all__ = [
+    "DRAWN_ATTR",
+    "RESUMABLE_FIELDS",
+    "BehindBestPruner",
+    "DistinctSampler",
+    "check_resumable",
+    "completes_stops",
+    "make_pruner",
+    "make_sampler",
+]
+
+# Spec fields that may change between runs of one study: those of [search] (how it searches, its
+# seed, the checkpoints it keeps), bar the search space; the rest define what its scores mean.
+RESUMABLE_FIELDS = frozenset(f.name for f in FIELDS if f.section == "search")
 
 
 def make_sampler(
     spec: StudySpec, *, n_existing: int = 0, worker: int = 0, distinct: bool = False
 ) -> optuna.samplers.BaseSampler:
-    """The spec's sampler (TPE, GP or random), seeded apart from earlier runs and from other workers.
+    """The spec's sampler (``SAMPLERS``), seeded apart from earlier runs and from other workers.
 
     Args:
         spec: the study's spec (``sampler``, ``seed``).
@@ -45,14 +49,7 @@ def make_sampler(
         distinct: wrap it in ``DistinctSampler`` (a worker that shares the study with others).
     """
     seed = (spec.seed + n_existing + 1_000_003 * worker) % 2**32
-    if spec.sampler == "random":
-        sampler = optuna.samplers.RandomSampler(seed=seed)
-    elif spec.sampler == "gp":
-        sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=spec.startup_trials)
-    else:
-        sampler = optuna.samplers.TPESampler(
-            seed=seed, multivariate=spec.multivariate, n_startup_trials=spec.startup_trials
-        )
+    sampler = SAMPLERS[spec.sampler](spec, seed)
     return DistinctSampler(sampler) if distinct else sampler
 
 
@@ -117,32 +114,8 @@ class DistinctSampler(optuna.samplers.BaseSampler):
 
 
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    """The spec's pruner over epochs (each trial reports its objective after every epoch).
-
-    - ``hyperband``: Hyperband (Li et al. 2018) from ``min_resource`` epochs up to ``max_epochs``,
-      reduction factor 3;
-    - ``successive_halving``: asynchronous successive halving (Li et al. 2020), the same rungs;
-    - ``median``: prune below the median of earlier trials at the same epoch (after 5 trials);
-    - ``patient``: prune a trial whose score has not improved for 2 epochs;
-    - ``behind_best``: stop a trial whose score is more than ``behind_factor`` times the best any
-      earlier trial had at the same epoch, from ``min_resource`` epochs (``BehindBestPruner``); such
-      a trial completes with its best epoch's score (``completes_stops``);
-    - ``none``: every trial runs its whole budget.
-    """
-    min_resource = min(spec.min_resource, spec.max_epochs)
-    if spec.pruner == "behind_best":
-        return BehindBestPruner(spec.behind_factor, min_resource)
-    if spec.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=min_resource, max_resource=spec.max_epochs, reduction_factor=3
-        )
-    if spec.pruner == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_resource, reduction_factor=3)
-    if spec.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5)
-    if spec.pruner == "patient":
-        return optuna.pruners.PatientPruner(None, patience=2)
-    return optuna.pruners.NopPruner()
+    """The spec's pruner over epochs (``PRUNERS``; each trial reports its objective after every epoch)."""
+    return PRUNERS[spec.pruner](spec)
 
 
 def check_resumable(study: optuna.Study, spec: StudySpec, dataset_sha256: str) -> None:
@@ -168,42 +141,3 @@ def check_resumable(study: optuna.Study, spec: StudySpec, dataset_sha256: str) -
             f"spec and options (genopt worker --study {study.study_name} resumes with the stored spec), "
             "or a new --study name"
         )
-
-
-def completes_stops(pruner: optuna.pruners.BasePruner) -> bool:
-    """Whether a trial this pruner stops completes with its best epoch's score rather than ending as
-    PRUNED: a pruner says so with a true ``completes_stops`` attribute, as ``BehindBestPruner`` does,
-    so that the GP sampler, which learns from complete trials only, sees the trials it stopped."""
-    return bool(getattr(pruner, "completes_stops", False))
-
-
-class BehindBestPruner(optuna.pruners.BasePruner):
-    """Stop a trial that is hopelessly behind: from epoch ``min_resource`` on, its score (lower is
-    better, and positive, as FIDs are) more than ``factor`` times the best score any finished trial
-    had at the same epoch.
-
-    Unlike the median or a percentile, the bar does not rise as the sampler concentrates its draws
-    on good regions, and scores early in GAN training predict the final ones poorly (docs/
-    benchmarks.md), so only the trials far behind are stopped: on the learning-curve table, those
-    that have not started to learn while others have. A stopped trial completes (``completes_stops``).
-    """
-
-    completes_stops = True
-
-    def __init__(self, factor: float, min_resource: int):
-        if factor < 1.0:
-            raise ValueError(f"factor must be at least 1, got {factor}")
-        self.factor = factor
-        self.min_resource = min_resource
-
-    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
-        step = trial.last_step
-        if step is None or step < self.min_resource:
-            return False
-        value = trial.intermediate_values[step]
-        finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        best = min(
-            (t.intermediate_values[step] for t in finished if step in t.intermediate_values),
-            default=math.inf,
-        )
-        return math.isfinite(best) and value > self.factor * best

@@ -1,7 +1,8 @@
 """The TOML layout of a study spec (``studies/*.toml``) and its parsing, field by field.
 
-Kept apart from ``genopt.spec`` (the dataclasses and their validation) so each stays short; like
-it, this module imports neither torch nor Optuna.
+The layout is the field table's: each field sits in its section under its name (or, for a pair such as
+Adam's ``betas``, under one key as a list). Like the rest of ``genopt.spec``, this imports neither torch
+nor Optuna.
 """
 
 from __future__ import annotations
@@ -11,53 +12,28 @@ from pathlib import Path
 from typing import Any
 
 from genopt.errors import GenoptError
-from genopt.spec import DEFAULT_PARAMS, SEARCHABLE, Param, StudySpec, is_number
+from genopt.spec.config import DEFAULT_PARAMS, Param, StudySpec
+from genopt.spec.fields import FIELDS, SEARCHABLE, WIDTHS, Field, is_number
 
-# The TOML layout: section -> {field: type}. Top-level keys live under "".
+
+def _layout() -> dict[str, dict[str, list[Field]]]:
+    """Section -> TOML key -> the fields it holds (two for a pair). Top-level keys live under ""."""
+    layout: dict[str, dict[str, list[Field]]] = {}
+    for f in FIELDS:
+        layout.setdefault(f.section, {}).setdefault(f.toml or f.name, []).append(f)
+    return layout
+
+
+_FIELDS_AT = _layout()
+# The TOML layout: section -> {key: the type its value must have}; [search.params] is the search space.
 _LAYOUT: dict[str, dict[str, Any]] = {
-    "": {"model": str, "dataset": str},
-    "training": {
-        "max_epochs": int,
-        "lr": float,
-        "batch_size": int,
-        "noise_dim": int,
-        "betas": list,
-        "train_limit": int,
-        "precision": str,
-        "ema_decay": float,
-        "augment": str,
-        "augment_probability": float,
-    },
-    "architecture": {
-        "generator_widths": list,
-        "discriminator_widths": list,
-        "leaky_slope": float,
-        "conditioning": str,
-        "spectral_norm": bool,
-        "kind": str,
-        "generator_channels": list,
-        "discriminator_channels": list,
-    },
-    "evaluation": {
-        "fid_samples": int,
-        "objective": str,
-        "min_label_accuracy": float,
-        "select_epoch": str,
-    },
-    "search": {
-        "sampler": str,
-        "multivariate": bool,
-        "startup_trials": int,
-        "pruner": str,
-        "min_resource": int,
-        "behind_factor": float,
-        "seed": int,
-        "keep_checkpoints": int,
-        "params": dict,
-    },
+    section: {key: list if len(fs) > 1 or fs[0].type is WIDTHS else fs[0].type for key, fs in keys.items()}
+    for section, keys in _FIELDS_AT.items()
 }
+_LAYOUT["search"]["params"] = dict
 _PARAM_KEYS = {"low", "high", "log", "step", "choices"}
 _TYPE_NAMES = {bool: "true or false", list: "a list", dict: "a table"}
+_COUNTS = {2: "two", 3: "three"}
 
 
 def load_spec(path: str | Path) -> StudySpec:
@@ -105,16 +81,16 @@ def spec_from_dict(raw: dict[str, Any], *, where: str) -> StudySpec:
                 fail(f"{key} must be {_TYPE_NAMES.get(expected, expected.__name__)}, got {value!r}")
             values[key] = float(value) if expected is float else value
 
-    if "betas" in values:
-        betas = values.pop("betas")
-        if len(betas) != 2 or not all(is_number(b, float) for b in betas):
-            fail(f"betas must be two numbers, got {betas!r}")
-        values["beta1"], values["beta2"] = float(betas[0]), float(betas[1])
-    for name in ("generator_widths", "discriminator_widths", "generator_channels", "discriminator_channels"):
-        if name in values:
-            if not all(is_number(w, int) for w in values[name]):
-                fail(f"{name} must be a list of integers, got {values[name]!r}")
-            values[name] = tuple(values[name])
+    for key, fields in ((k, fs) for keys in _FIELDS_AT.values() for k, fs in keys.items() if k in values):
+        if len(fields) > 1:  # a pair of float fields under one key
+            pair = values.pop(key)
+            if len(pair) != len(fields) or not all(is_number(v, float) for v in pair):
+                fail(f"{key} must be {_COUNTS.get(len(fields), len(fields))} numbers, got {pair!r}")
+            values.update((f.name, float(v)) for f, v in zip(fields, pair, strict=True))
+        elif fields[0].type is WIDTHS:
+            if not all(is_number(w, int) for w in values[key]):
+                fail(f"{key} must be a list of integers, got {values[key]!r}")
+            values[key] = tuple(values[key])
     params = {p.name: p for p in DEFAULT_PARAMS}
     params.update((name, _param(name, table, fail)) for name, table in values.get("params", {}).items())
     values["params"] = tuple(params.values())

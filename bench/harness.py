@@ -169,6 +169,7 @@ class Report:
         self.args = args
         self.script = relative(Path(sys.argv[0]))
         self.headlines: list[str] = []
+        self.started = time.time()
         now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
         self.lines = [
             f"## {title}",
@@ -201,9 +202,10 @@ class Report:
         while body and not body[-1]:
             body.pop()
         body += ["", *(f"Headline: `{h}`" for h in self.headlines)]
-        if self.args.png is not None and self.args.png.exists():
+        png = self.args.png
+        if png is not None and png.exists() and png.stat().st_mtime >= self.started:  # written by this run
             md_dir = (self.args.md or ROOT / "docs" / "x.md").resolve().parent
-            body += ["", f"![{self.args.png.stem}]({os.path.relpath(self.args.png.resolve(), md_dir)})"]
+            body += ["", f"![{png.stem}]({os.path.relpath(png.resolve(), md_dir)})"]
         text = "\n".join(body) + "\n"
         print(text)
         if self.args.md is not None:

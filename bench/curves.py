@@ -13,6 +13,7 @@ smaller setting in about a minute, to check the pipeline.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import gzip
 import json
@@ -152,7 +153,8 @@ def load(path: Path = TABLE) -> dict:
 
 
 def main() -> None:
-    p = harness.parser(__doc__)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="16 configurations of a smaller setting (a minute)")
     p.add_argument("--configs", type=int, default=None, help="configurations to train (default 400)")
     p.add_argument("--workers", type=int, default=1, help="training processes, one thread each")
     p.add_argument("--out", type=Path, default=None, help=f"the table (default {TABLE.relative_to(ROOT)})")

@@ -13,6 +13,7 @@ smaller setting in about a minute, to check the pipeline.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import gzip
 import json
@@ -21,7 +22,7 @@ import os
 import time
 from pathlib import Path
 
-import _common
+import harness
 import optuna
 
 from genopt.spec import StudySpec
@@ -135,7 +136,7 @@ def save(path: Path, spec: StudySpec, rows: list[dict], command: str) -> None:
     document = {
         "setting": spec.to_dict(),
         "command": command,
-        "machine": _common.machine(),
+        "machine": harness.machine(),
         "scores": list(SCORES),
         "rows": rows,
     }
@@ -152,7 +153,8 @@ def load(path: Path = TABLE) -> dict:
 
 
 def main() -> None:
-    p = _common.parser(__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="16 configurations of a smaller setting (a minute)")
     p.add_argument("--configs", type=int, default=None, help="configurations to train (default 400)")
     p.add_argument("--workers", type=int, default=1, help="training processes, one thread each")
     p.add_argument("--out", type=Path, default=None, help=f"the table (default {TABLE.relative_to(ROOT)})")
@@ -162,7 +164,7 @@ def main() -> None:
     out = args.out or (ROOT / "storage" / "bench" / "curves-quick.json.gz" if args.quick else TABLE)
     partial = ROOT / "storage" / "bench" / (out.name.replace(".json.gz", "") + ".partial.jsonl")
     rows = build(spec, n, args.workers, partial)
-    save(out, spec, rows, _common.command())
+    save(out, spec, rows, harness.command())
     print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB, {len(rows)} configurations)")
 
 

@@ -17,9 +17,10 @@ seconds are the table's.
   infinite when it never gets there; the median over seeds.
 - ``search_reached``: the share of seeds in which it gets there.
 
-``--quick`` replays only the default and the article's setting at 50 trials (30 seeds) and prints
-the two lines. ``--real SEEDS`` also runs real searches (training, in the table's setting) of the
-default and the article's setting for that many seeds.
+``--quick`` replays only the default and the article's setting at 50 trials over 10 seeds (GP
+takes 0.2 s a suggestion on 2 cores) and prints the two lines. ``--real SEEDS`` also runs real
+searches (training, in the table's setting) of the default and the article's setting for that many
+seeds.
 """
 
 from __future__ import annotations
@@ -36,18 +37,18 @@ import time
 import warnings
 from pathlib import Path
 
-import _common
 import curves
+import harness
 import numpy as np
 import optuna
 import torch
+from replay import Surrogate, Table, held_out_rank_correlation, replay
 
 from genopt.spec import StudySpec
 from genopt.study.artifacts import SAMPLES_ATTR
-from genopt.study.replay import Surrogate, Table, held_out_rank_correlation, replay
 
 ROOT = Path(__file__).resolve().parent.parent
-SEEDS = 30
+SEEDS, QUICK_SEEDS = 30, 10
 TRIAL_COUNTS = (20, 50, 100)
 SEARCH_FIELDS = ("sampler", "multivariate", "startup_trials", "pruner", "min_resource", "behind_factor")
 ARTICLE = {"sampler": "tpe", "multivariate": False, "startup_trials": 10, "pruner": "none", "min_resource": 1}
@@ -252,9 +253,9 @@ def real_one(job) -> dict:
 
 
 def main() -> None:
-    p = _common.parser(__doc__.splitlines()[0])
+    p = harness.parser(__doc__)
     p.add_argument("--table", type=Path, default=curves.TABLE, help="the learning-curve table")
-    p.add_argument("--seeds", type=int, default=SEEDS, help="seeds per candidate (default 30)")
+    p.add_argument("--seeds", type=int, help="seeds per candidate (default 30; --quick 10)")
     p.add_argument("--workers", type=int, default=2, help="processes replaying searches")
     p.add_argument(
         "--real", type=int, default=0, metavar="SEEDS", help="real searches too, for this many seeds"
@@ -265,9 +266,11 @@ def main() -> None:
     p.add_argument("--load", type=Path, help="reuse the runs --save wrote; replay only what it lacks")
     p.add_argument("--save", type=Path, help="write every replayed run here (JSON), for later plots")
     args = p.parse_args()
+    args.seeds = args.seeds or (QUICK_SEEDS if args.quick else SEEDS)
     table = Table.load(args.table)
     default, n_quick = default_search(), 50
-    lines = _common.header("Search efficiency: candidates replayed on a learning-curve table")
+    report = harness.Report("Search efficiency: candidates replayed on a learning-curve table", args)
+    lines = report.lines
 
     if args.quick:
         k = QUICK_K
@@ -278,14 +281,16 @@ def main() -> None:
             f"Replay of the shipped default ({describe(default)}) against the article's setting "
             f"({describe(ARTICLE)}), {n_quick} trials, {args.seeds} seeds, surrogate k={k}.",
         ]
-        _common.finish(args, lines, *headlines(runs["default"], runs["article"], n_quick))
+        report.headlines += headlines(runs["default"], runs["article"], n_quick)
+        report.finish()
         return
 
     setting = table.setting
     lines += [
-        f"Table: `{_common.relative(args.table)}`, {len(table.configs)} configurations of the default "
+        f"Table: `{harness.relative(args.table)}`, {len(table.configs)} configurations of the default "
         f"search space (lr, batch size, noise size) trained for real by `{table.command}` on "
-        f"{table.machine.split(',')[0]}: a cGAN with MLPs G {'-'.join(map(str, setting.generator_widths))}, "
+        f"{table.machine.split(' (')[0].split(',')[0]}: a cGAN with MLPs "
+        f"G {'-'.join(map(str, setting.generator_widths))}, "
         f"D {'-'.join(map(str, setting.discriminator_widths))}, the first {setting.train_limit:,} MNIST "
         f"training images, {setting.max_epochs} epochs, EMA {setting.ema_decay}, every epoch scored on "
         f"{setting.fid_samples:,} validation samples (intra-FID, FID, label accuracy).",
@@ -295,7 +300,7 @@ def main() -> None:
         "",
     ]
     check = surrogate_check(table)
-    lines += _common.table(["k", "median rho", "per split"], check)
+    lines += harness.table(["k", "median rho", "per split"], check)
     k = best_k(check)
     searches = {**candidates(gp=not args.no_gp), "article": ARTICLE, "default": default}
     started = time.perf_counter()
@@ -350,7 +355,7 @@ def main() -> None:
     head = ["candidate"]
     for n in TRIAL_COUNTS:
         head += [f"{n}: ratio / reached", f"{n}: best", f"{n}: Mimages"]
-    lines += _common.table(head, rows)
+    lines += harness.table(head, rows)
     counts = [n for n in TRIAL_COUNTS if n <= len(runs["default"][0])]
     wall = [summary(ratios(runs["default"], runs["article"], n, cost=1)) for n in counts]
     lines += [
@@ -372,7 +377,8 @@ def main() -> None:
         lines += real_section(args.real, args.real_trials, args.workers, args.real_device)
     if args.png is not None:
         plot(args.png, runs, default)
-    _common.finish(args, lines, *headlines(runs["default"], runs["article"], n_quick))
+    report.headlines += headlines(runs["default"], runs["article"], n_quick)
+    report.finish()
 
 
 def _key(search: dict) -> str:
@@ -418,7 +424,7 @@ def real_section(seeds: int, trials: int, workers: int, device: str) -> list[str
         f"Real training (genopt's `Objective`, the table's setting, {trials} trials, seeds 0-{seeds - 1}, "
         f"one thread per search, on the {device}):",
         "",
-        *_common.table(["search", "seed", "best intra-FID", "Mimages", "wall s"], rows),
+        *harness.table(["search", "seed", "best intra-FID", "Mimages", "wall s"], rows),
         "",
         f"Real: the default reached the article setting's best in {reached:.2f} of the seeds, median "
         f"compute ratio {fmt(ratio)} (per seed: "
@@ -478,7 +484,7 @@ def plot(path: Path, runs: dict, default: dict) -> None:
     fig.suptitle(
         f"Replayed searches, 100 trials, median and quartiles over seeds; shipped: {describe(default)}"
     )
-    _common.save_figure(fig, path)
+    harness.save_figure(fig, path)
 
 
 def best_so_far(run, grid: np.ndarray) -> np.ndarray:

@@ -3,8 +3,8 @@
 The seed (../shared/seed/000_f430a925fb960c65.txt) trains from a torchvision MNIST DataLoader with
 ``ToTensor``, ends its discriminator with a Sigmoid under ``BCELoss``, runs three discriminator
 passes per step (real, detached fake, fake) and uses Adam with its CPU default (a for-loop). This
-module is the one copy of that loop the bench scripts compare against (``train_throughput.py``,
-``gpu.py``), and of genopt's ``train`` run at the seed's learning rate and noise size.
+module is the one copy of that loop the benchmarks compare against (``train_throughput.py``), and of
+genopt's ``train`` run at the seed's learning rate and noise size.
 """
 
 from __future__ import annotations
@@ -134,16 +134,14 @@ def shipped_spec() -> StudySpec:
     return load_spec(SHIPPED_SPEC) if SHIPPED_SPEC.is_file() else StudySpec()
 
 
-def genopt_config(
-    n: int, batch_size: int, precision: str | None = "fp32", epochs: int = 1, lr: float = SEED_LR
-):
-    """A genopt run of the seed's GAN (noise 100) over the first n images, seed 0, otherwise as
-    shipped (``shipped_spec``); ``precision`` None keeps the shipped spec's."""
+def genopt_config(n: int, batch_size: int, precision: str | None = "fp32"):
+    """A genopt run of the seed's GAN (noise 100) over the first n images, one epoch, seed 0,
+    otherwise as shipped (``shipped_spec``); ``precision`` None keeps the shipped spec's."""
     spec = shipped_spec()
     spec = dataclasses.replace(
-        spec, train_limit=n, batch_size=batch_size, max_epochs=epochs, precision=precision or spec.precision
+        spec, train_limit=n, batch_size=batch_size, max_epochs=1, precision=precision or spec.precision
     )
-    return spec.run_config({"lr": lr, "batch_size": batch_size, "noise_dim": SEED_NOISE}, seed=0)
+    return spec.run_config({"lr": SEED_LR, "batch_size": batch_size, "noise_dim": SEED_NOISE}, seed=0)
 
 
 def genopt_epoch(dataset, n: int, batch_size: int, device, precision: str | None = "fp32") -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import warnings
 from pathlib import Path
 
@@ -13,7 +14,6 @@ import pytest
 from genopt.errors import GenoptError
 from genopt.files import plain
 from genopt.spec import StudySpec, load_spec
-from genopt.study.replay import Surrogate, Table, normalise, replay
 from genopt.study.search import (
     RESUMABLE_FIELDS,
     BehindBestPruner,
@@ -23,6 +23,9 @@ from genopt.study.search import (
 from genopt.study.stored import SPEC_ATTR
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))  # the replay lives beside the benchmarks that use it
+from replay import Surrogate, Table, normalise, replay  # noqa: E402
+
 TABLE = ROOT / "bench" / "data" / "curves.json.gz"
 SEARCH_FIELDS = ("sampler", "multivariate", "startup_trials", "pruner", "min_resource", "behind_factor")
 

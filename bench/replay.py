@@ -1,6 +1,6 @@
 """Searches replayed against a learning-curve table instead of training (surrogate benchmarking).
 
-A table (``bench/curves.py``) holds real learning curves: for each of a few hundred configurations of
+A table (``curves.py``) holds real learning curves: for each of a few hundred configurations of
 a search space, every epoch's scores, wall seconds and images trained. ``Surrogate`` maps any
 configuration of that space to a curve by inverse-distance weighting of its nearest table
 configurations in the normalised space (log-scaled where the parameter is searched on a log scale),

@@ -1,8 +1,9 @@
 """Nothing lost under faults: a soak of several workers on one study, SIGKILLed at random moments,
 while readers run ``genopt ensemble``, ``genopt report`` and the dashboard's HTTP API against it.
 
-For each storage, SQLite and then PostgreSQL (a server of our own, started by tests/pg_server.py
-exactly as the tests start it):
+Run by ``make soak`` (``make soak SOAK_ARGS=--quick``: both storages in about 5 minutes on 2 cores);
+plain pytest does not collect it. For each storage, SQLite and then PostgreSQL (a server of our own,
+started by tests/pg_server.py exactly as the tests start it):
 
 1. ``genopt study`` makes a study of tiny trials (1 epoch on 1,000 images, FID on 500 samples) and
    runs its first trial;
@@ -42,10 +43,13 @@ keeps the studies' databases, artifacts, logs and reader outputs there instead).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import datetime
 import io
 import json
 import os
+import platform
 import random
 import re
 import signal
@@ -60,9 +64,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import _common
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))  # the PostgreSQL server of the tests, one copy of its start
 
 from pg_server import PostgresUnavailable, postgres_server  # noqa: E402
@@ -608,12 +610,12 @@ def run_storage(storage: str, root: Path, args, rng: random.Random) -> Result | 
 
 
 def main() -> int:
-    p = _common.parser("Nothing lost under faults: workers SIGKILLed at random while readers read the study.")
-    for action in p._actions:  # the shared options, as they apply here
-        if action.dest == "quick":
-            action.help = "both storages in at most 5 minutes on 2 cores (1.3-minute soaks, 6 trials)"
-        elif action.dest == "threads":
-            action.help = "torch threads of each worker (default 1)"
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--quick", action="store_true", help="both storages in about 5 minutes on 2 cores (1.3-minute soaks)"
+    )
+    p.add_argument("--threads", type=int, help="torch threads of each worker (default 1)")
+    p.add_argument("--md", type=Path, help="write the result table here (markdown)")
     p.add_argument("--storage", choices=("sqlite", "postgresql", "both"), default="both")
     p.add_argument("--minutes", type=float, help="soak length per storage (default 30; --quick 1.3)")
     p.add_argument(
@@ -627,7 +629,6 @@ def main() -> int:
         "--keep", type=Path, help="keep databases, artifacts, logs and reader outputs in this folder"
     )
     args = p.parse_args()
-    _common.setup(args)
     args.minutes = args.minutes if args.minutes is not None else (1.3 if args.quick else 30)
     args.trials = args.trials if args.trials is not None else (6 if args.quick else 60)
     args.beats = QUICK_BEATS if args.quick else BEATS
@@ -659,15 +660,28 @@ def main() -> int:
          *r.counters().values()]
         for r in results
     ]  # fmt: skip
+    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     lines = [
-        *_common.header("Chaos soak: workers SIGKILLed under readers"),
+        "## Chaos soak: workers SIGKILLed under readers",
+        "",
+        f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}; date {now}",
+        f"- Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`",
+        "",
         f"{args.workers} workers (--threads {args.threads or 1}), kills every {args.kill_every[0]}-"
         f"{args.kill_every[1]} s, heartbeat {args.beats[0]} s, grace {args.beats[1]} s; "
         f"wall {wall / 60:.1f} minutes.",
         "",
-        *_common.table(head, rows),
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" for _ in head) + "|",
+        *("| " + " | ".join(str(c) for c in row) + " |" for row in rows),
     ]
-    _common.finish(args, lines, *(f"{k}={totals.get(k, 0)}" for k in Result(storage="").counters()))
+    headlines = [f"{k}={totals.get(k, 0)}" for k in Result(storage="").counters()]
+    text = "\n".join([*lines, "", *(f"Headline: `{h}`" for h in headlines)]) + "\n"
+    print(text)
+    if args.md is not None:
+        args.md.write_text(text)
+    print("\n".join(headlines), flush=True)
     return 1 if any(totals.values()) or not results else 0
 
 

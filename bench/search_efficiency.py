@@ -1,7 +1,7 @@
 """Search efficiency: search candidates replayed over many seeds, the shipped default confirmed for real.
 
 Replay (the default mode): every search runs genopt's own suggesting, sampler, pruner and epoch
-judging (``genopt.study.replay``) with training replaced by a surrogate of the learning-curve table
+judging (``bench/replay.py``) with training replaced by a surrogate of the learning-curve table
 ``bench/data/curves.json.gz`` (``bench/curves.py``: real cGAN curves of 400 quasi-random
 configurations). Each candidate (sampler x pruner) runs 100 trials per seed over 30 seeds; its first
 20 and 50 trials are its 20- and 50-trial searches (a sampler does not know how many trials follow).

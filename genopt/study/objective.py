@@ -72,7 +72,7 @@ class EpochJudge:
     """One trial's epochs as the study sees them: report each, keep the chosen one, ask the pruner.
 
     The same judge serves real training (``Objective``) and replays of a learning-curve table
-    (``genopt.study.replay``), so a replayed search prunes exactly as a real one would.
+    (``bench/replay.py``), so a replayed search prunes exactly as a real one would.
     """
 
     def __init__(self, trial: optuna.Trial, spec: StudySpec, epochs: int, *, baseline: bool = False):

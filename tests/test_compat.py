@@ -38,8 +38,11 @@ def test_an_old_study_resumes_with_its_stored_spec_and_ensembles(old):
     assert worker.returncode == 0, worker.stderr
     trials = optuna.load_study(study_name="old-cgan", storage=old["db"]).trials
     assert len(trials) == 3 and trials[2].state == optuna.trial.TrialState.COMPLETE
-    # The old study was scored by FID at the last epoch: its new trial is too.
+    # The old study was scored by FID at the last epoch: its new trial is too, by the old study's own
+    # feature network (version 1, made before versions were recorded), and the dashboard names it.
     assert trials[2].value == trials[2].user_attrs["fid"] == trials[2].user_attrs["fid_history"][-1]
+    assert trials[2].user_attrs["feature_net_version"] == 1
+    assert optuna.load_study(study_name="old-cgan", storage=old["db"]).metric_names == ["FID"]
 
     out = Path(old["dir"]) / "new.pt"
     ensemble = genopt(

@@ -69,10 +69,13 @@ def test_dashboard_lists_each_trials_sample_grid_and_history_and_shows_the_note(
     study_id = studies["cgan-mnist"]
     detail = json.loads(get(f"{dashboard}/api/studies/{study_id}")[0])
 
+    # The dashboard's plots name the objective, not "Objective 0".
+    assert detail["objective_names"] == ["intra-FID"]
     note = detail["note"]["body"]
     for promised in (
         "sha256",
         "feature network validation accuracy",
+        "feature network version | 2",
         "FID floor",
         "genopt study --model cgan",
     ):

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from genopt.data import Dataset, Split, to_model_range
 from genopt.metrics import FidEvaluator, feature_cache_key, frechet_distance
-from genopt.metrics.features import RECIPE, train_feature_net
+from genopt.metrics.features import FEATURE_VERSION, RECIPE, RECIPES, feature_network, train_feature_net
 
 N = 2000
 REPO = Path(__file__).resolve().parents[1]
@@ -123,10 +123,21 @@ def test_frechet_distance_closed_forms():
 
 
 def test_feature_net_is_accurate_and_keyed_by_data_and_recipe(mnist, evaluator):
-    assert evaluator.validation_accuracy >= 0.97
+    # Version 2 reads label accuracy as strictly as a small CNN can (version 1 was 98 %).
+    assert evaluator.feature_version == FEATURE_VERSION == 2
+    assert evaluator.validation_accuracy >= 0.993
     changed = dataclasses.replace(mnist, sha256="0" * 64)
     assert feature_cache_key(changed) != feature_cache_key(mnist)
     assert feature_cache_key(mnist, dict(RECIPE, version=-1)) != feature_cache_key(mnist)
+    assert feature_cache_key(mnist, RECIPES[1]) != feature_cache_key(mnist)
+
+
+def test_an_old_feature_version_is_still_built_and_an_unknown_one_refused(mnist):
+    old = feature_network(mnist, version=1, device="cpu")
+    assert old.version == 1 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in old.modules())
+    assert 0.97 <= old.validation_accuracy < 0.993
+    with pytest.raises(ValueError, match="feature network version 99 is unknown"):
+        feature_network(mnist, version=99)
 
 
 def _tiny(mnist, validation: torch.Tensor) -> Dataset:

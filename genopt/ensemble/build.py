@@ -25,7 +25,7 @@ from genopt.metrics.scores import SCORES
 from genopt.models import Generator
 from genopt.study.artifacts import kept_checkpoints
 from genopt.study.storage import load_existing_study
-from genopt.study.stored import stored_spec, study_artifact_store, study_dataset
+from genopt.study.stored import stored_spec, study_artifact_store, study_dataset, study_feature_version
 
 # Seeds the mean ensemble's draws for its scores, apart from the members' evaluation noise.
 ENSEMBLE_NOISE_SEED = 54321
@@ -160,7 +160,7 @@ def build_ensemble(
 
     # Scored on the device the study's trials were scored on by default (CUDA when present), with the
     # same CPU-drawn noise, so the best single member's score is its trial's value; exported from the CPU.
-    evaluator = FidEvaluator(dataset)
+    evaluator = FidEvaluator(dataset, feature_version=study_feature_version(study))
 
     def value(stats: SampleStatistics) -> float:
         """The objective as a loss: lower is better, NaN worst (the registry's ``loss``)."""

@@ -4,6 +4,11 @@ Inception weights cannot be downloaded here, and a domain classifier is establis
 MNIST FID (Binkowski et al. score with a LeNet). The network is trained on the train split only, so
 validation and test stay unseen by everything FID measures, and it is cached on disk keyed by the
 data's sha256 and the recipe below: changed data or a changed recipe never reuses a stale net.
+
+Recipes are versioned. A study records the version it was scored with and keeps it when resumed, so
+its trials stay comparable; new studies get ``FEATURE_VERSION``. Version 1 (98.0 % on MNIST
+validation) was lenient exactly where good generators sit; version 2 adds batch norm, random shifts,
+wider convolutions and a one-cycle schedule (99.4 % on MNIST validation).
 """
 
 from __future__ import annotations
@@ -21,16 +26,32 @@ from genopt.data import Dataset, to_model_range
 from genopt.device import default_device
 from genopt.files import atomic_save
 
-# Bump "version" whenever training changes in a way the other fields do not capture.
-RECIPE: dict[str, Any] = {
-    "version": 1,
-    "channels": (16, 32),
-    "hidden": 128,
-    "epochs": 2,
-    "batch_size": 128,
-    "lr": 1e-3,
-    "seed": 0,
+# A new recipe is a new version: never edit one a stored study may name. Version 1's dict is exactly
+# the recipe it was cached under, so its nets keep their cache keys.
+RECIPES: dict[int, dict[str, Any]] = {
+    1: {
+        "version": 1,
+        "channels": (16, 32),
+        "hidden": 128,
+        "epochs": 2,
+        "batch_size": 128,
+        "lr": 1e-3,
+        "seed": 0,
+    },  # fmt: skip
+    2: {
+        "version": 2,
+        "channels": (32, 64),
+        "hidden": 128,
+        "epochs": 4,
+        "batch_size": 128,
+        "lr": 3e-3,  # the one-cycle schedule's peak
+        "seed": 0,
+        "batch_norm": True,
+        "shift": 2,  # random translations of up to this many pixels, per image
+    },
 }
+FEATURE_VERSION = 2
+RECIPE = RECIPES[FEATURE_VERSION]
 
 _MEMORY: dict[str, FeatureNet] = {}
 
@@ -42,37 +63,82 @@ class FeatureNet(nn.Module):
         image_shape: (C, H, W) of the images, H and W at least 8.
         num_classes: outputs of the classification head used for training.
         channels: widths of the two convolutions.
+        batch_norm: batch norm after each convolution and the feature layer (recipe 2 on).
     """
 
     num_features: int = 128
 
     def __init__(
-        self, image_shape: tuple[int, int, int], num_classes: int, *, channels: tuple[int, int] = (16, 32)
+        self,
+        image_shape: tuple[int, int, int],
+        num_classes: int,
+        *,
+        channels: tuple[int, int] = (16, 32),
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
         c, h, w = image_shape
         if h < 8 or w < 8:
             raise ValueError(f"FeatureNet needs images of at least 8x8, got {h}x{w}")
-        self.conv1 = nn.Conv2d(c, channels[0], 3, padding=1)
-        self.conv2 = nn.Conv2d(channels[0], channels[1], 3, padding=1)
+        norm = nn.BatchNorm2d if batch_norm else lambda _: nn.Identity()
+        self.conv1 = nn.Conv2d(c, channels[0], 3, padding=1, bias=not batch_norm)
+        self.norm1 = norm(channels[0])
+        self.conv2 = nn.Conv2d(channels[0], channels[1], 3, padding=1, bias=not batch_norm)
+        self.norm2 = norm(channels[1])
         # Two floor-halving pools, so odd sizes work too.
         self.fc = nn.Linear(channels[1] * (h // 2 // 2) * (w // 2 // 2), self.num_features)
+        self.norm_fc = nn.BatchNorm1d(self.num_features) if batch_norm else nn.Identity()
         self.head = nn.Linear(self.num_features, num_classes)
         self.validation_accuracy: float = float("nan")
         self.cache_key: str = ""
+        self.version: int = 0
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Features of images in [-1, 1], shape (N, C, H, W) -> (N, 128)."""
         # Channels-last convolutions run about 3x faster on the CPU (oneDNN's native layout);
         # ReLU after the pool equals ReLU before it (both monotone) and touches 4x fewer values.
         x = images.contiguous(memory_format=torch.channels_last)
-        x = F.relu(F.max_pool2d(self.conv1(x), 2))
-        x = F.relu(F.max_pool2d(self.conv2(x), 2))
-        return F.relu(self.fc(x.flatten(1)))
+        x = F.relu(F.max_pool2d(self.norm1(self.conv1(x)), 2))
+        x = F.relu(F.max_pool2d(self.norm2(self.conv2(x)), 2))
+        return F.relu(self.norm_fc(self.fc(x.flatten(1))))
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """Class logits, (N, num_classes); used to train the features."""
         return self.head(self.forward(images))
+
+
+def _build(dataset: Dataset, recipe: dict[str, Any]) -> FeatureNet:
+    return FeatureNet(
+        dataset.image_shape,
+        dataset.num_classes,
+        channels=tuple(recipe["channels"]),
+        batch_norm=recipe.get("batch_norm", False),
+    )
+
+
+def recipe_of(version: int) -> dict[str, Any]:
+    """The recipe of feature-net ``version``.
+
+    Raises:
+        ValueError: no such version (a study made by a newer genopt).
+    """
+    if version not in RECIPES:
+        raise ValueError(
+            f"feature network version {version} is unknown to this genopt (it knows {sorted(RECIPES)}): "
+            "upgrade genopt to read this study"
+        )
+    return RECIPES[version]
+
+
+def shifted(images: torch.Tensor, pixels: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image translated by its own random offset of up to ``pixels`` in x and y, the border
+    filled with the background (-1)."""
+    n, c, h, w = images.shape
+    padded = F.pad(images, (pixels, pixels, pixels, pixels), value=-1.0)
+    dy, dx = torch.randint(0, 2 * pixels + 1, (2, n), generator=generator)
+    rows = (dy[:, None] + torch.arange(h))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w))[:, None, None, :]
+    return padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
 
 
 def feature_cache_key(dataset: Dataset, recipe: dict[str, Any] | None = None) -> str:
@@ -110,50 +176,65 @@ def train_feature_net(
     generator = torch.Generator().manual_seed(recipe["seed"])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe["seed"])
-        net = FeatureNet(dataset.image_shape, dataset.num_classes, channels=tuple(recipe["channels"]))
+        net = _build(dataset, recipe)
     net.to(device).train()
     images, labels = to_model_range(dataset.train.images), dataset.train.labels
     optimizer = torch.optim.Adam(net.parameters(), lr=recipe["lr"])
-    batch_size = recipe["batch_size"]
+    batch_size, shift = recipe["batch_size"], recipe.get("shift", 0)
+    schedule = None
+    if recipe["version"] >= 2:
+        steps = recipe["epochs"] * -(-len(labels) // batch_size)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe["lr"], total_steps=steps)
     for _ in range(recipe["epochs"]):
         order = torch.randperm(len(labels), generator=generator)
         for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size]
-            loss = F.cross_entropy(net.logits(images[idx].to(device)), labels[idx].to(device))
+            batch = shifted(images[idx], shift, generator) if shift else images[idx]
+            loss = F.cross_entropy(net.logits(batch.to(device)), labels[idx].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if schedule is not None:
+                schedule.step()
     net.eval()
     net.validation_accuracy = accuracy(net, dataset.validation.images, dataset.validation.labels)
     return net
 
 
-def feature_network(dataset: Dataset, *, device: str | torch.device | None = None) -> FeatureNet:
+def feature_network(
+    dataset: Dataset, *, version: int = FEATURE_VERSION, device: str | torch.device | None = None
+) -> FeatureNet:
     """The dataset's trained feature net: from this process, from disk, or trained now and cached.
 
     Args:
         dataset: the data; only its train split is used for training, its validation split to
             report ``validation_accuracy``.
+        version: the recipe; a stored study passes the version it was made with.
         device: where the returned net lives; CUDA when available by default.
 
     Returns:
-        A ``FeatureNet`` in eval mode with ``validation_accuracy`` and ``cache_key`` set.
+        A ``FeatureNet`` in eval mode with ``validation_accuracy``, ``cache_key`` and ``version`` set.
+
+    Raises:
+        ValueError: ``version`` is not a known recipe.
     """
     device = default_device(device)
-    key = feature_cache_key(dataset)
+    recipe = recipe_of(version)
+    key = feature_cache_key(dataset, recipe)
     if key in _MEMORY:
         return _MEMORY[key].to(device)
     path = paths.cache_dir() / "features" / f"{key}.pt"
-    net = FeatureNet(dataset.image_shape, dataset.num_classes, channels=tuple(RECIPE["channels"]))
+    net = _build(dataset, recipe)
     if path.exists():
         saved = torch.load(path, map_location="cpu", weights_only=True)
         net.load_state_dict(saved["state_dict"])
         net.validation_accuracy = float(saved["validation_accuracy"])
     else:
-        net = train_feature_net(dataset, device=device).cpu()
+        net = train_feature_net(dataset, recipe=recipe, device=device).cpu()
         saved = {"state_dict": net.state_dict(), "validation_accuracy": net.validation_accuracy}
         atomic_save(saved, path)
     net.cache_key = key
+    net.version = version
     net.requires_grad_(False).eval().to(memory_format=torch.channels_last)
     _MEMORY[key] = net
     return net.to(device)

@@ -18,7 +18,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 
 from genopt.data import Dataset, to_model_range
 from genopt.device import default_device
-from genopt.metrics.features import feature_network
+from genopt.metrics.features import FEATURE_VERSION, feature_network
 from genopt.metrics.frechet import finite_or_nan, frechet_distance
 from genopt.metrics.labels import class_allocation, evaluation_labels
 from genopt.metrics.reference import STATISTICS_VERSION, ReferenceCache
@@ -53,6 +53,8 @@ class FidEvaluator:
             against its validation split, and the floors use its test split.
         device: where features are computed; CUDA when available by default.
         batch_size: images per call to ``sample`` and per feature-net batch.
+        feature_version: the feature net's recipe (``genopt.metrics.features.RECIPES``); a stored
+            study passes its own, new studies get the current one.
 
     Attributes:
         real_source: ``"computed"`` when this evaluator featurized the validation split,
@@ -61,13 +63,21 @@ class FidEvaluator:
         validation_accuracy: the feature net's accuracy on the validation split.
     """
 
-    def __init__(self, dataset: Dataset, *, device: str | torch.device | None = None, batch_size: int = 500):
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        device: str | torch.device | None = None,
+        batch_size: int = 500,
+        feature_version: int = FEATURE_VERSION,
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.dataset = dataset
         self.device = default_device(device)
         self.batch_size = batch_size
-        self.feature_net = feature_network(dataset, device=self.device)
+        self.feature_net = feature_network(dataset, version=feature_version, device=self.device)
+        self.feature_version = feature_version
         self.validation_accuracy: float = self.feature_net.validation_accuracy
         self.metric = FrechetInceptionDistance(feature=self.feature_net, reset_real_features=False)
         self.metric.to(self.device)

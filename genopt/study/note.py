@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from genopt.spec import StudySpec
-from genopt.study.stored import DATASET_ATTR, FEATURE_ACCURACY_ATTR, FID_FLOOR_ATTR, INIT_ATTR, SPEC_ATTR
+from genopt.study.stored import (
+    DATASET_ATTR,
+    FEATURE_ACCURACY_ATTR,
+    FEATURE_VERSION_ATTR,
+    FID_FLOOR_ATTR,
+    INIT_ATTR,
+    SPEC_ATTR,
+)
 
 
 def study_note(study_name: str, user_attrs: dict[str, Any], command: str | None = None) -> str:
@@ -42,6 +49,7 @@ def study_note(study_name: str, user_attrs: dict[str, Any], command: str | None 
         f"| source | `{dataset.get('source', '?')}` |",
         f"| sha256 | `{dataset.get('sha256', '?')}` |",
         f"| feature network validation accuracy | {_fmt(accuracy, '.4f')} |",
+        f"| feature network version | {user_attrs.get(FEATURE_VERSION_ATTR, 1)} |",
         f"| FID floor (validation vs test) | {_fmt(floor, '.2f')} |",
         *_init_rows(user_attrs.get(INIT_ATTR)),
         "",

@@ -23,6 +23,7 @@ from genopt.models import Generator
 from genopt.spec import SEARCHABLE, StudySpec
 from genopt.study import artifacts as A
 from genopt.study.search import completes_stops
+from genopt.study.stored import FEATURE_VERSION_ATTR
 from genopt.train import EpochStats, train
 from genopt.warmstart import WarmStart
 
@@ -202,6 +203,7 @@ class Objective:
         trial.set_user_attr(A.WALL_SECONDS_ATTR, round(time.perf_counter() - start, 2))
         trial.set_user_attr(A.IMAGES_PER_SECOND_ATTR, round(result.images_per_second, 1))
         trial.set_user_attr(A.PRECISION_ATTR, result.precision)
+        trial.set_user_attr(FEATURE_VERSION_ATTR, self.evaluator.feature_version)
         trial.set_user_attr(A.LOSS_HISTORY_ATTR, [[e.d_loss, e.g_loss] for e in result.epochs])
         for name in A.SCORE_NAMES:
             values = [row[name] for row in history if name in row]

@@ -21,17 +21,19 @@ from genopt.device import default_device
 from genopt.errors import GenoptError
 from genopt.files import plain
 from genopt.metrics import FidEvaluator
+from genopt.metrics.features import FEATURE_VERSION
 from genopt.spec import StudySpec
 from genopt.study.artifacts import BASELINE_ATTR, retain_best
 from genopt.study.note import study_note
 from genopt.study.objective import Objective
-from genopt.study.progress import TrialProgress
+from genopt.study.progress import SCORE_LABELS, TrialProgress
 from genopt.study.search import check_resumable, make_pruner, make_sampler
 from genopt.study.storage import artifact_store, load_existing_study, open_storage, resolve_url
 from genopt.study.stored import (
     ARTIFACT_DIR_ATTR,
     DATASET_ATTR,
     FEATURE_ACCURACY_ATTR,
+    FEATURE_VERSION_ATTR,
     FID_FLOOR_ATTR,
     INIT_ATTR,
     SPEC_ATTR,
@@ -39,6 +41,7 @@ from genopt.study.stored import (
     stored_spec,
     study_artifact_dir,
     study_dataset,
+    study_feature_version,
 )
 from genopt.study.warm import check_init, read_init, study_init
 from genopt.study.workers import spawn_local_workers
@@ -52,6 +55,14 @@ class StudyResult:
     study: optuna.Study
     fid_floor: float
     feature_accuracy: float
+
+
+def name_metric(study: optuna.Study, spec: StudySpec) -> None:
+    """Name the objective (``intra-FID`` or ``FID``) so the dashboard's axes say what they plot;
+    studies made before names were set get theirs when next resumed."""
+    label = SCORE_LABELS[spec.objective_name]
+    if study.metric_names != [label]:
+        study.set_metric_names([label])
 
 
 def run_study(
@@ -123,7 +134,9 @@ def run_study(
     n_existing = len(existing.trials) if existing is not None else 0
 
     device = default_device()
-    evaluator = FidEvaluator(dataset, device=device)
+    # A resumed study keeps scoring with the feature net it was made with, so its trials stay comparable.
+    version = study_feature_version(existing) if existing is not None else FEATURE_VERSION
+    evaluator = FidEvaluator(dataset, device=device, feature_version=version)
     floor = evaluator.floor()
     # Created here, once, before any worker starts: workers only ever load it.
     study = optuna.create_study(
@@ -142,8 +155,10 @@ def run_study(
         study.set_user_attr(ARTIFACT_DIR_ATTR, str(folder))
         study.set_user_attr(FID_FLOOR_ATTR, floor)
         study.set_user_attr(FEATURE_ACCURACY_ATTR, evaluator.validation_accuracy)
+        study.set_user_attr(FEATURE_VERSION_ATTR, version)
         if init is not None:
             study.set_user_attr(INIT_ATTR, init.record())
+    name_metric(study, spec)
     if not optuna_dashboard.get_note(study):
         optuna_dashboard.save_note(study, study_note(study_name, study.user_attrs, command))
     for params in enqueue:
@@ -246,7 +261,8 @@ def run_worker(
     if init is not None:
         print(check_init(spec, dataset, init), flush=True)
     device = default_device()
-    evaluator = FidEvaluator(dataset, device=device)
+    evaluator = FidEvaluator(dataset, device=device, feature_version=study_feature_version(study))
+    name_metric(study, spec)
     study.sampler = make_sampler(spec, n_existing=len(study.trials), worker=worker, distinct=True)
     study.pruner = make_pruner(spec)
     store = artifact_store(study_artifact_dir(study, artifact_dir))

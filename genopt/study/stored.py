@@ -22,6 +22,8 @@ DATASET_ATTR = "dataset"
 ARTIFACT_DIR_ATTR = "artifact_dir"
 FID_FLOOR_ATTR = "fid_floor"
 FEATURE_ACCURACY_ATTR = "feature_net_validation_accuracy"
+# The feature net's recipe version the study is scored with; studies made before it was recorded used 1.
+FEATURE_VERSION_ATTR = "feature_net_version"
 # A warm-started study's source: {"path", "sha256", "member", "discriminator"} (genopt.study.warm).
 INIT_ATTR = "init"
 
@@ -68,6 +70,11 @@ def study_dataset(study: optuna.Study, data_dir: Path | None = None) -> Dataset:
             "pass --data-dir with the study's own IDX files"
         )
     return dataset
+
+
+def study_feature_version(study: optuna.Study) -> int:
+    """The feature-net version that scores ``study``: its own, so a resumed study stays comparable."""
+    return int(study.user_attrs.get(FEATURE_VERSION_ATTR, 1))
 
 
 def study_artifact_dir(study: optuna.Study, artifact_dir: Path | None = None) -> Path | None:

@@ -22,11 +22,12 @@ from genopt.errors import GenoptError
 from genopt.files import plain
 from genopt.metrics import FidEvaluator
 from genopt.metrics.features import FEATURE_VERSION
+from genopt.metrics.scores import SCORES
 from genopt.spec import StudySpec
 from genopt.study.artifacts import BASELINE_ATTR, retain_best
 from genopt.study.note import study_note
 from genopt.study.objective import Objective
-from genopt.study.progress import SCORE_LABELS, TrialProgress
+from genopt.study.progress import TrialProgress
 from genopt.study.search import check_resumable, make_pruner, make_sampler
 from genopt.study.storage import artifact_store, load_existing_study, open_storage, resolve_url
 from genopt.study.stored import (
@@ -60,7 +61,7 @@ class StudyResult:
 def name_metric(study: optuna.Study, spec: StudySpec) -> None:
     """Name the objective (``intra-FID`` or ``FID``) so the dashboard's axes say what they plot;
     studies made before names were set get theirs when next resumed."""
-    label = SCORE_LABELS[spec.objective_name]
+    label = SCORES[spec.objective_name].label
     if study.metric_names != [label]:
         study.set_metric_names([label])
 

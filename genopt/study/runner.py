@@ -7,6 +7,7 @@ trial count, the data, the storage URL, and whether a resumed study was made wit
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,9 @@ def name_metric(study: optuna.Study, spec: StudySpec) -> None:
     studies made before names were set get theirs when next resumed."""
     label = SCORES[spec.objective_name].label
     if study.metric_names != [label]:
-        study.set_metric_names([label])
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, and what the dashboard reads
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([label])
 
 
 def run_study(

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import dataclasses
 import errno
-import json
 import os
 import shutil
 import tempfile
@@ -25,7 +23,6 @@ from typing import Any
 
 import optuna
 from optuna.artifacts import ArtifactMeta, FileSystemArtifactStore
-from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX  # where Optuna lists a trial's artifacts
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
@@ -34,6 +31,7 @@ from genopt.errors import GenoptError
 from genopt.grid import save_grid
 from genopt.metrics.scores import SCORES
 from genopt.models import Discriminator, Generator
+from genopt.study import optuna_private
 
 # The names the trial checkpoint's format had here, kept for callers (tests, bench).
 CHECKPOINT_FORMAT = TRIAL_FORMAT
@@ -146,15 +144,12 @@ def upload(trial: optuna.Trial, store: FileSystemArtifactStore, path: str, mimet
     meta = ArtifactMeta(
         artifact_id=artifact_id, filename=os.path.basename(path), mimetype=mimetype, encoding=None
     )
-    # The same system attribute upload_artifact writes, so the dashboard lists the file.
-    trial.storage.set_trial_system_attr(
-        trial._trial_id, ARTIFACTS_ATTR_PREFIX + artifact_id, json.dumps(dataclasses.asdict(meta))
-    )
+    optuna_private.name_artifact(trial, meta)  # as upload_artifact does, so the dashboard lists it
     return artifact_id
 
 
 def _store_full_reason(store: FileSystemArtifactStore, needed: int, filename: str) -> str:
-    folder = getattr(store, "_base_path", None)  # FileSystemArtifactStore keeps no public path
+    folder = optuna_private.artifact_store_folder(store)
     try:
         free = f"{shutil.disk_usage(folder).free} bytes free" if folder is not None else "no space"
     except OSError:

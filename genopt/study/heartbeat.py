@@ -3,9 +3,10 @@
 Without them a worker killed mid-trial (SIGKILL, a lost machine, out of memory) leaves its trial
 RUNNING forever, and the trial is never retried. RDB storages keep heartbeats in a table; here each
 beat is a trial system attribute (``genopt:heartbeat``, seconds since the epoch) appended to the
-journal. The storage implements Optuna's ``BaseHeartbeat``, so Optuna itself does the rest, exactly
-as for SQLite: a thread beats while a trial runs, every worker fails the stale trials before it
-starts one, and ``RetryHeartbeatStaleTrialCallback`` queues each again with the same parameters.
+journal. The storage implements Optuna's heartbeat interface (``optuna_private.Heartbeat``), so
+Optuna itself does the rest, exactly as for SQLite: a thread beats while a trial runs, every
+worker fails the stale trials before it starts one, and ``RetryHeartbeatStaleTrialCallback``
+queues each again with the same parameters.
 
 Clocks: a beat is this machine's wall clock, so the workers sharing a journal file must agree on
 the time (one machine, or NTP on a shared folder). Each beat adds a line (~150 bytes) to the file.
@@ -24,14 +25,15 @@ from collections.abc import Callable
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import JournalStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages._heartbeat import BaseHeartbeat  # the interface RDBStorage implements
 from optuna.storages.journal import BaseJournalBackend
 from optuna.trial import FrozenTrial, TrialState
+
+from genopt.study import optuna_private
 
 HEARTBEAT_ATTR = "genopt:heartbeat"
 
 
-class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
+class HeartbeatJournalStorage(JournalStorage, optuna_private.Heartbeat):
     """A ``JournalStorage`` whose running trials beat, so killed workers' trials are retried."""
 
     def __init__(self, backend: BaseJournalBackend, *, interval: int, grace: int, max_retry: int):
@@ -48,10 +50,10 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         with contextlib.suppress(UpdateFinishedTrialError):
             self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
 
-    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+    def stale_trial_ids(self, study_id: int) -> list[int]:
         now = time.time()
         return [
-            t._trial_id
+            optuna_private.trial_id(t)
             for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
             if now - last_sign_of_life(t) > self._grace
         ]

@@ -7,7 +7,9 @@ trial count, the data, the storage URL, and whether a resumed study was made wit
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,10 @@ from typing import Any
 import optuna
 import optuna_dashboard
 import torch
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+from tqdm.auto import tqdm
 
 from genopt import paths
 from genopt.data import load_dataset
@@ -188,12 +194,22 @@ def run_study(
 
 
 def optimize(
-    study: optuna.Study, objective: Objective, *, trials: int, store, keep: int, progress: bool | None
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    *,
+    trials: int,
+    store,
+    keep: int,
+    progress: bool | None,
 ) -> None:
     """Run ``trials`` trials of ``study`` in this process; a trial out of memory fails alone.
 
     A ``GenoptError`` from a trial (the artifact store is full) ends that trial as FAIL and stops
     the run; the CLI prints it as one line, so Optuna's own warning with a traceback is dropped.
+
+    A trial taken over while this process stalled (no heartbeat for the grace period, so another
+    worker failed it as stale and queued it again) counts as one of the ``trials``: this says so in
+    one line and goes on with the next trial (``_TrialWatch``).
     """
     # The per-trial lines below replace Optuna's own log line per trial.
     verbosity = optuna.logging.get_verbosity()
@@ -201,22 +217,90 @@ def optimize(
     handlers, quiet = logging.getLogger("optuna").handlers, _QuietUserErrors()
     for handler in handlers:
         handler.addFilter(quiet)
+    watch = _TrialWatch(objective)
     try:
         with TrialProgress(trials, bar=progress) as progress_callback:
-            study.optimize(
-                objective,
-                n_trials=trials,
-                catch=(torch.OutOfMemoryError,),
-                callbacks=[retain_best(store, keep), progress_callback],
-            )
+            while watch.done < trials:
+                try:
+                    study.optimize(
+                        watch,
+                        n_trials=trials - watch.done,
+                        catch=(torch.OutOfMemoryError,),
+                        callbacks=[watch.told, retain_best(store, keep), progress_callback],
+                    )
+                    return
+                except Exception as exc:
+                    lost = watch.taken_over(study, exc)
+                    if lost is None:
+                        raise
+                    tqdm.write(lost, file=sys.stdout)
+                    progress_callback.bar.update(1)
     finally:
         optuna.logging.set_verbosity(verbosity)
         for handler in handlers:
             handler.removeFilter(quiet)
 
 
+class _TrialWatch:
+    """The objective, watched: which trial it runs, how it ended, and whether this process told it.
+
+    A worker that stalls longer than the heartbeat grace period (a machine suspended, swapping, a
+    debugger) finds on waking that another worker has failed its trial as stale and queued it
+    again. Its next write to the trial raises ``UpdateFinishedTrialError``, and Optuna's
+    ``study.optimize`` then fails to record the trial ("Cannot tell a FAIL trial.") and ends the
+    run with that error. Only this process's own tell finishes a trial it runs, so a trial finished
+    without it was taken over, and ``optimize`` goes on.
+    """
+
+    def __init__(self, objective: Callable[[optuna.Trial], float]):
+        self.objective = objective
+        self.done = 0  # trials of this run that ended, told or taken over
+        self.trial: optuna.Trial | None = None  # the trial running or ended, until told
+        self.raised: BaseException | None = None  # what the objective raised for it
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        self.trial, self.raised = trial, None
+        try:
+            return self.objective(trial)
+        except BaseException as exc:
+            self.raised = exc
+            raise
+
+    def told(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """The first callback: Optuna calls it once it has recorded the trial."""
+        self.trial = None
+        self.done += 1
+
+    def taken_over(self, study: optuna.Study, exc: Exception) -> str | None:
+        """The line to say when ``exc`` ended a trial another worker had failed, else None.
+
+        Optuna re-raises the objective's own error once it has recorded the trial; any other error
+        while a trial is untold, with the trial already FAIL in the storage, means it was not this
+        process that finished it.
+        """
+        trial = self.trial
+        if trial is None or exc is self.raised:
+            return None
+        trials = study.get_trials(deepcopy=False)
+        if next(t for t in trials if t.number == trial.number).state != TrialState.FAIL:
+            return None
+        self.trial = None
+        self.done += 1
+        retries = [
+            t.number
+            for t in trials
+            if RetryHeartbeatStaleTrialCallback.retry_history(t)[-1:] == [trial.number]
+        ]
+        queued = f" and queued it again as trial {retries[0]}" if retries else ""
+        return (
+            f"trial {trial.number:>3}  taken over: this worker stalled past the heartbeat grace period, "
+            f"so another worker failed the trial{queued}; going on with the next trial"
+        )
+
+
 class _QuietUserErrors(logging.Filter):
-    """Drops Optuna's two warnings about a trial that failed with a ``GenoptError``.
+    """Drops Optuna's two warnings about a trial that failed with a ``GenoptError``, or that another
+    worker had failed while this one stalled (``UpdateFinishedTrialError``; ``_TrialWatch`` says so).
 
     The first ("Trial N failed with parameters ... because of the following error") carries the
     error and its traceback; the second ("Trial N failed with value None.") follows it.
@@ -228,7 +312,7 @@ class _QuietUserErrors(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if record.exc_info and isinstance(record.exc_info[1], GenoptError):
+        if record.exc_info and isinstance(record.exc_info[1], GenoptError | UpdateFinishedTrialError):
             self._followers.add(message.partition(" failed")[0] + " failed with value None.")
             return False
         if message in self._followers:

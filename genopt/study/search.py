@@ -16,6 +16,7 @@ import optuna
 from genopt.errors import GenoptError
 from genopt.files import plain
 from genopt.spec import FIELDS, StudySpec
+from genopt.study import optuna_private
 from genopt.study.pruners import PRUNERS, BehindBestPruner, completes_stops
 from genopt.study.samplers import SAMPLERS
 from genopt.study.stored import DATASET_ATTR, SPEC_ATTR
@@ -75,7 +76,7 @@ class DistinctSampler(optuna.samplers.BaseSampler):
     def __init__(self, sampler: optuna.samplers.BaseSampler):
         self._sampler = sampler
         self._random = optuna.samplers.RandomSampler()
-        self._at_random: set[int] = set()  # trial ids whose model-based draw another trial had
+        self._at_random: set[int] = set()  # trial numbers whose model-based draw another trial had
 
     def infer_relative_search_space(self, study, trial):
         return self._sampler.infer_relative_search_space(study, trial)
@@ -87,25 +88,24 @@ class DistinctSampler(optuna.samplers.BaseSampler):
         drawn = json.dumps(
             {k: v.item() if hasattr(v, "item") else v for k, v in params.items()}, sort_keys=True
         )
-        storage = study._storage
-        storage.set_trial_system_attr(trial._trial_id, DRAWN_ATTR, drawn)
-        for other in storage.get_all_trials(study._study_id, deepcopy=False):
-            if other._trial_id != trial._trial_id and (
+        optuna_private.set_trial_system_attr(study, trial, DRAWN_ATTR, drawn)
+        for other in study.get_trials(deepcopy=False):
+            if other.number != trial.number and (
                 other.params == params or other.system_attrs.get(DRAWN_ATTR) == drawn
             ):
-                self._at_random.add(trial._trial_id)
+                self._at_random.add(trial.number)
                 return {}
         return params
 
     def sample_independent(self, study, trial, param_name, param_distribution):
-        sampler = self._random if trial._trial_id in self._at_random else self._sampler
+        sampler = self._random if trial.number in self._at_random else self._sampler
         return sampler.sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study, trial) -> None:
         self._sampler.before_trial(study, trial)
 
     def after_trial(self, study, trial, state, values) -> None:
-        self._at_random.discard(trial._trial_id)
+        self._at_random.discard(trial.number)
         self._sampler.after_trial(study, trial, state, values)
 
     def reseed_rng(self) -> None:

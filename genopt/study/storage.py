@@ -29,13 +29,12 @@ from pathlib import Path
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import RetryHeartbeatStaleTrialCallback
-from optuna.storages._rdb import models
-from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from genopt import paths
 from genopt.errors import GenoptError
+from genopt.study import optuna_private
 from genopt.study.heartbeat import HeartbeatJournalStorage
 
 # SQLite waits this long for a lock instead of failing with "database is locked".
@@ -110,7 +109,7 @@ def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
         raise GenoptError(f"cannot open storage {url}: {reason}") from None
 
 
-class _RDBStorage(optuna.storages.RDBStorage):
+class _RDBStorage(optuna_private.Heartbeat, optuna.storages.RDBStorage):
     """Optuna's RDB storage with two gaps closed that workers SIGKILLed at random moments found
     (bench/chaos.py, docs/reliability.md).
 
@@ -123,47 +122,31 @@ class _RDBStorage(optuna.storages.RDBStorage):
       changes is here one conditional ``UPDATE``, which exactly one worker wins.
     """
 
-    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        stale = super()._get_stale_trial_ids(study_id)
-        now = datetime.now()
+    def stale_trial_ids(self, study_id: int) -> list[int]:
+        stale = optuna_private.rdb_stale_trial_ids(self, study_id)
+        now, grace = datetime.now(), optuna_private.rdb_grace_period(self)
         old = [
-            t._trial_id
+            optuna_private.trial_id(t)
             for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-            if t._trial_id not in stale
+            if optuna_private.trial_id(t) not in stale
             and t.datetime_start is not None
-            and (now - t.datetime_start).total_seconds() > self.grace_period
+            and (now - t.datetime_start).total_seconds() > grace
         ]
-        if not old:
-            return stale
-        with _create_scoped_session(self.scoped_session) as session:
-            beat = models.TrialHeartbeatModel.trial_id.in_(old)
-            beating = {
-                trial_id for (trial_id,) in session.query(models.TrialHeartbeatModel.trial_id).filter(beat)
-            }
+        beating = optuna_private.beating_trial_ids(self, old)
         return stale + [trial_id for trial_id in old if trial_id not in beating]
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values=None) -> bool:
-        if values is not None or self.engine.dialect.name != "sqlite":
+        if values is not None or optuna_private.rdb_dialect(self) != "sqlite":
             return super().set_trial_state_values(trial_id, state, values)
         # From WAITING only to RUNNING; to a finished state from any unfinished one.
-        before = (
+        was = (
             (TrialState.WAITING,) if state == TrialState.RUNNING else (TrialState.WAITING, TrialState.RUNNING)
         )
-        with _create_scoped_session(self.scoped_session) as session:
-            won = (
-                session.query(models.TrialModel)
-                .filter(models.TrialModel.trial_id == trial_id, models.TrialModel.state.in_(before))
-                .update({models.TrialModel.state: state}, synchronize_session=False)
-            )
-            if won:  # the same transaction, still holding SQLite's write lock
-                trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
-                if state == TrialState.RUNNING:
-                    trial.datetime_start = datetime.now()
-                if state.is_finished():
-                    trial.datetime_complete = datetime.now()
+        if optuna_private.update_trial_state_if(self, trial_id, state, was=was):
+            return True
         # Lost: Optuna's own answer for a trial another worker changed first (False, or an
         # UpdateFinishedTrialError for a finished one).
-        return True if won else super().set_trial_state_values(trial_id, state, values)
+        return super().set_trial_state_values(trial_id, state, values)
 
 
 def _sqlite_wal(url: str) -> None:

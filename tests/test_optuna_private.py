@@ -21,6 +21,8 @@ from genopt.study import optuna_private
 from genopt.study.storage import artifact_store, open_storage
 
 MODULE = Path(optuna_private.__file__)
+# A trial asked for outside study.optimize, on a storage with heartbeats: nothing here beats.
+pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
 
 # Every private module, function, class and class attribute optuna_private.py reaches.
 PRIVATE_NAMES = [

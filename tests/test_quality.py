@@ -39,6 +39,8 @@ class ScriptedScores:
     """Stands in for the evaluator's scores: the next value of a script each call, and a record of
     what the generator drew from the evaluation noise at that call."""
 
+    feature_version = 2
+
     def __init__(self, values: list[float], accuracy: float):
         self.values, self.accuracy, self.drawn = list(values), accuracy, []
 

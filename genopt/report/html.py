@@ -10,7 +10,7 @@ from optuna.trial import FrozenTrial
 from genopt.checkpoints import Description
 from genopt.metrics.scores import SCORES
 from genopt.spec import format_params
-from genopt.study import artifacts as A
+from genopt.study import artifacts
 from genopt.study.progress import format_scores, trial_scores
 from genopt.study.stored import DATASET_ATTR, FEATURE_ACCURACY_ATTR, FID_FLOOR_ATTR, SPEC_ATTR
 
@@ -131,12 +131,12 @@ def _trials(trials: list[FrozenTrial]) -> str:
                 t.number,
                 t.state.name.lower(),
                 *(_score(n, scores.get(n)) for n in SCORES),
-                t.user_attrs.get(A.BEST_EPOCH_ATTR, ""),
-                t.user_attrs.get(A.EPOCHS_ATTR, ""),
+                t.user_attrs.get(artifacts.BEST_EPOCH_ATTR, ""),
+                t.user_attrs.get(artifacts.EPOCHS_ATTR, ""),
                 format_params(t.params),
                 "below min_label_accuracy"
-                if t.user_attrs.get(A.INFEASIBLE_ATTR)
-                else t.user_attrs.get(A.STOP_REASON_ATTR, ""),
+                if t.user_attrs.get(artifacts.INFEASIBLE_ATTR)
+                else t.user_attrs.get(artifacts.STOP_REASON_ATTR, ""),
             ]
         )
     head = [

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from genopt.metrics.scores import SCORES
 from genopt.spec import format_params
-from genopt.study import artifacts as A
+from genopt.study import artifacts
 
 
 def format_scores(values: dict[str, Any]) -> str:
@@ -36,28 +36,30 @@ def trial_scores(trial: FrozenTrial) -> dict[str, Any]:
     if chosen:
         return chosen
     # Trials made before per-epoch scores: the last FID of the history, or the value.
-    fids = trial.user_attrs.get(A.history_attr("fid")) or []
+    fids = trial.user_attrs.get(artifacts.history_attr("fid")) or []
     fid = trial.value if trial.value is not None else (fids[-1] if fids else None)
     return {"fid": fid} if fid is not None else {}
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
     """The feasible COMPLETE trial with the lowest value, None when there is none."""
-    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if A.feasible(t)]
+    trials = [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if artifacts.feasible(t)
+    ]
     return min(trials, key=lambda t: (t.value, t.number)) if trials else None
 
 
 def trial_line(trial: FrozenTrial) -> str:
     """``trial   3  complete  FID 41.20  intra-FID 60.10  label acc 0.953  epoch 4 of 5  lr=...``."""
     scores = format_scores(trial_scores(trial)) or "no score"
-    epochs = trial.user_attrs.get(A.EPOCHS_ATTR, "-")
-    best = trial.user_attrs.get(A.BEST_EPOCH_ATTR)
+    epochs = trial.user_attrs.get(artifacts.EPOCHS_ATTR, "-")
+    best = trial.user_attrs.get(artifacts.BEST_EPOCH_ATTR)
     ran = f"epoch {best} of {epochs}" if best is not None else f"epochs {epochs}"
     state = trial.state.name.lower()
     line = f"trial {trial.number:>3}  {state:<8}  {scores}  {ran}  {format_params(trial.params)}"
-    if trial.user_attrs.get(A.INFEASIBLE_ATTR):
+    if trial.user_attrs.get(artifacts.INFEASIBLE_ATTR):
         return f"{line}  (below min_label_accuracy)"
-    reason = trial.user_attrs.get(A.STOP_REASON_ATTR)
+    reason = trial.user_attrs.get(artifacts.STOP_REASON_ATTR)
     return f"{line}  ({reason})" if reason else line
 
 
@@ -112,5 +114,5 @@ def study_summary(study: optuna.Study, *, fid_floor: float, feature_accuracy: fl
 
 
 def _epochs(trial: FrozenTrial) -> str:
-    ran, best = trial.user_attrs.get(A.EPOCHS_ATTR), trial.user_attrs.get(A.BEST_EPOCH_ATTR)
+    ran, best = trial.user_attrs.get(artifacts.EPOCHS_ATTR), trial.user_attrs.get(artifacts.BEST_EPOCH_ATTR)
     return f"{ran} (scored at epoch {best})" if best is not None else str(ran)

@@ -407,7 +407,7 @@ def count(url: str, artifacts: Path, result: Result, inspector: Inspector) -> No
     from optuna.trial import TrialState
 
     from genopt.spec import StudySpec
-    from genopt.study import artifacts as A
+    from genopt.study import artifacts as trial_artifacts
     from genopt.study.search import DRAWN_ATTR
     from genopt.study.storage import artifact_store
     from genopt.study.stored import SPEC_ATTR
@@ -434,19 +434,19 @@ def count(url: str, artifacts: Path, result: Result, inspector: Inspector) -> No
     spec_attrs = inspector.storage.get_study_user_attrs(inspector.study_id)[SPEC_ATTR]
     keep = StudySpec.from_dict(spec_attrs).keep_checkpoints
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    ranked = sorted((t for t in complete if A.feasible(t)), key=lambda t: (t.value, t.number))
+    ranked = sorted((t for t in complete if trial_artifacts.feasible(t)), key=lambda t: (t.value, t.number))
     kept = {t.number for t in ranked[:keep]}
     for t in complete:
-        history = readable(t.user_attrs.get(A.HISTORY_ATTR))
+        history = readable(t.user_attrs.get(trial_artifacts.HISTORY_ATTR))
         if history is None or not history.startswith(b"epoch,"):
             result.lost_complete.append(f"trial {t.number}: history CSV missing or unreadable")
-        grid = readable(t.user_attrs.get(A.SAMPLES_ATTR))
+        grid = readable(t.user_attrs.get(trial_artifacts.SAMPLES_ATTR))
         if grid is None or not grid.startswith(b"\x89PNG"):
             result.lost_complete.append(f"trial {t.number}: sample grid missing or unreadable")
-        if A.feasible(t) and A.CHECKPOINT_ATTR not in t.user_attrs:
+        if trial_artifacts.feasible(t) and trial_artifacts.CHECKPOINT_ATTR not in t.user_attrs:
             result.lost_complete.append(f"trial {t.number}: no checkpoint was ever named")
         if t.number in kept:
-            checkpoint = readable(t.user_attrs.get(A.CHECKPOINT_ATTR))
+            checkpoint = readable(t.user_attrs.get(trial_artifacts.CHECKPOINT_ATTR))
             if checkpoint is None:
                 result.lost_complete.append(f"trial {t.number}: among the {keep} best, checkpoint gone")
                 continue

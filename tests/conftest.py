@@ -2,12 +2,19 @@
 feature network, validation statistics) are built once and reused by every test and subprocess.
 
 ``GENOPT_TEST_HOME=DIR`` uses DIR instead (created if missing) and keeps it, so a machine without
-network access can run the suite on data and caches placed there beforehand."""
+network access can run the suite on data and caches placed there beforehand.
+
+Tests that only read a finished study share one (``tiny_study``, ``tiny_export``), trained once per
+session by the real ``genopt`` console script. Tests that run studies, trials or CLI subprocesses are
+marked ``slow`` (``make test-fast`` leaves them out; ``make test`` runs everything).
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -27,3 +34,47 @@ def mnist():
     from genopt.data import load_dataset
 
     return load_dataset("mnist")
+
+
+@dataclass(frozen=True)
+class TinyStudy:
+    """A finished tiny cGAN study on MNIST in its own SQLite file and artifact folder. Read it, never
+    add to it: ``args`` resumes it (add options after them to make a bad-input case)."""
+
+    url: str
+    name: str
+    artifacts: Path
+    args: tuple[str, ...]  # `genopt study ARGS...` made it
+    stdout: str  # what that command printed (no --no-progress: stdout is not a terminal)
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory) -> TinyStudy:
+    """4 cGAN trials of at most 2 epochs (trial 0 an enqueued baseline trained to the full budget, so
+    curves have two points) on 2,000 images, scored on 1,000 samples."""
+    from cli_runner import genopt
+
+    folder = tmp_path_factory.mktemp("tiny-study")
+    url, name = f"sqlite:///{folder / 'tiny.db'}", "tiny-cgan"
+    args = (
+        "--model", "cgan", "--study", name, "--storage", url, "--artifact-dir", str(folder / "artifacts"),
+        "--epochs", "2", "--train-limit", "2000", "--fid-samples", "1000",
+    )  # fmt: skip
+    made = genopt("study", *args, "--trials", "4", "--enqueue", "lr=1e-3,batch_size=64,noise_dim=64")
+    assert made.returncode == 0, made.stderr
+    return TinyStudy(url, name, folder / "artifacts", args, made.stdout, made.stderr)
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_study, tmp_path_factory) -> Path:
+    """``tiny_study``'s top-2 mixture ensemble exported by ``genopt ensemble`` (.pt beside its .json)."""
+    from cli_runner import genopt
+
+    path = tmp_path_factory.mktemp("tiny-export") / "tiny.pt"
+    made = genopt(
+        "ensemble", "--study", tiny_study.name, "--storage", tiny_study.url, "--top-k", "2",
+        "--mode", "mixture", "--out", str(path),
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    return path

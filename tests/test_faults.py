@@ -43,6 +43,8 @@ TINY = ["--epochs", "1", "--train-limit", "500", "--fid-samples", "200", "--no-p
 FAST_HEARTBEAT = {"GENOPT_HEARTBEAT_INTERVAL": "1", "GENOPT_HEARTBEAT_GRACE": "4"}
 PAGE = 4096  # tmpfs charges whole pages
 
+pytestmark = pytest.mark.slow  # every test here runs studies in the genopt console script
+
 
 def study_of(url: str, name: str = "gan-mnist") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=open_storage(url))
@@ -191,32 +193,25 @@ def test_the_ensemble_skips_a_checkpoint_removed_while_it_reads(tmp_path, tiny_s
 def test_a_journal_worker_killed_mid_trial_is_retried_and_no_finished_trial_is_lost(tmp_path):
     log = tmp_path / "kill.log"
     url = f"journal:///{log}"
-    # Trials of a few seconds, so the kill lands inside one even on a fast, idle machine (and with
-    # bf16, which precision "auto" picks on CPUs with native bf16, a 15,000-image epoch may be too short).
-    budget = ["--epochs", "1", "--train-limit", "40000", "--fid-samples", "500", "--no-progress"]
     store_dir = tmp_path / "store"
-    command = [GENOPT, "study", "--storage", url, "--artifact-dir", str(store_dir), "--trials", "2", *budget]
-    process = subprocess.Popen(command, env=os.environ | FAST_HEARTBEAT, stdout=subprocess.DEVNULL)
+    command = [GENOPT, "study", "--storage", url, "--artifact-dir", str(store_dir), "--trials", "2", *TINY]
+    # The test hook in genopt/study/objective.py holds trial 1, running, until the kill.
+    pause = tmp_path / "trial-1-running"
+    paused = {"GENOPT_TEST_PAUSE_TRIAL": "1", "GENOPT_TEST_PAUSE_FILE": str(pause)}
+    process = subprocess.Popen(command, env=os.environ | FAST_HEARTBEAT | paused, stdout=subprocess.DEVNULL)
     # Judges staleness as a worker would, with the shortest grace there is (2 s against beats every 1 s).
     observer = HeartbeatJournalStorage(JournalFileBackend(str(log)), interval=1, grace=2, max_retry=3)
 
-    def second_trial_running_past_the_grace() -> list:
-        try:
-            trials = study_of(url).trials
-        except Exception:  # the journal or the study is not made yet
-            return []
-        return [
-            t
-            for t in trials
-            if t.number == 1 and t.state == TrialState.RUNNING
-            if time.time() - t.datetime_start.timestamp() > 2.5
-        ]
+    def running_past_the_grace() -> bool:
+        trial = study_of(url).trials[1]
+        return trial.state == TrialState.RUNNING and time.time() - trial.datetime_start.timestamp() > 2.5
 
     try:
-        wait_for(second_trial_running_past_the_grace)
+        wait_for(pause.exists)
+        wait_for(running_past_the_grace)
         # Alive and beating: not stale, though it has run past the grace period.
-        (live,) = second_trial_running_past_the_grace()
-        assert HEARTBEAT_ATTR in study_of(url).trials[1].system_attrs
+        live = study_of(url).trials[1]
+        assert HEARTBEAT_ATTR in live.system_attrs
         assert observer._get_stale_trial_ids(study_of(url)._study_id) == []
     finally:
         process.send_signal(signal.SIGKILL)
@@ -227,9 +222,16 @@ def test_a_journal_worker_killed_mid_trial_is_retried_and_no_finished_trial_is_l
     time.sleep(5)  # past the grace period: the killed worker's trial is stale, and the restart retries it
     assert observer._get_stale_trial_ids(study_of(url)._study_id) == [live._trial_id]
     again = genopt(
-        "study", "--storage", url, "--artifact-dir", str(store_dir), "--trials", "1", *budget,
+        "study",
+        "--storage",
+        url,
+        "--artifact-dir",
+        str(store_dir),
+        "--trials",
+        "1",
+        *TINY,
         env=FAST_HEARTBEAT,
-    )  # fmt: skip
+    )
     assert again.returncode == 0, again.stderr
     trials = study_of(url).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]

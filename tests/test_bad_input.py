@@ -9,14 +9,13 @@ else on stderr (no warning, no traceback); one resumes the shared trained study 
 from __future__ import annotations
 
 import functools
-import warnings
 from pathlib import Path
 
 import optuna
 import pytest
-from cli_runner import genopt
+from cli_runner import genopt, run_main
 
-from genopt.cli import build_parser, main
+from genopt.cli import build_parser
 from genopt.ensemble.build import EnsembleBuild, Member
 from genopt.ensemble.export import save_ensemble
 from genopt.ensemble.generator import EnsembleGenerator
@@ -47,6 +46,10 @@ CASES = {
     "study: negative trials": ([*STUDY, "--trials", "-3"], "must be at least 1"),
     "study: non-integer trials": ([*STUDY, "--trials", "2.5"], "'2.5' is not an integer"),
     "study: zero workers": ([*STUDY, "--workers", "0"], "--workers: '0' must be at least 1"),
+    "study: zero workers per GPU": (
+        [*STUDY, "--workers", "2", "--workers-per-gpu", "0"],
+        "--workers-per-gpu: '0' must be at least 1",
+    ),
     "study: unknown storage scheme": ([*STUDY, "--storage", "mongodb://x/y"], "use sqlite:///PATH.db"),
     "study: storage folder missing": (
         [*STUDY, "--storage", "sqlite:////no/such/folder/x.db"],
@@ -161,19 +164,6 @@ def snapshot(url: str, name: str = "gan-mnist") -> list:
     return [s.study_name for s in studies] + [
         (t.number, t.state, t.params, t.values, t.user_attrs, t.system_attrs) for t in trials
     ]
-
-
-def run_main(args: list[str], capfd) -> tuple[int, str]:
-    """``genopt ARGS...`` in this process: the exit status and what it wrote to stderr."""
-    capfd.readouterr()
-    with warnings.catch_warnings(record=True) as warned:
-        warnings.simplefilter("always")  # a warning would be a second line on the console script's stderr
-        try:
-            code = main(args)
-        except SystemExit as exc:  # argparse's refusals
-            code = exc.code
-    assert [str(w.message) for w in warned] == []
-    return code, capfd.readouterr().err
 
 
 def assert_one_line(code, stderr: str, message: str) -> None:

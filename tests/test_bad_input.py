@@ -203,6 +203,6 @@ def test_the_console_script_exits_nonzero_with_the_one_line(case, existing):
 @pytest.mark.slow
 def test_resuming_a_study_with_another_budget_is_refused_and_leaves_it_unchanged(tiny_study, capfd):
     before = snapshot(tiny_study.url, tiny_study.name)
-    code, stderr = run_main(["study", *tiny_study.args, "--epochs", "3", "--trials", "1"], capfd)
+    code, stderr = run_main(["study", *tiny_study.args, "--epochs", "2", "--trials", "1"], capfd)
     assert_one_line(code, stderr, f"study '{tiny_study.name}' was made with a different max_epochs")
     assert snapshot(tiny_study.url, tiny_study.name) == before

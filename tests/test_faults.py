@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -23,6 +24,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from PIL import Image
 
+from genopt import paths
 from genopt.ensemble.build import load_members
 from genopt.study.artifacts import kept_checkpoints, load_checkpoint
 from genopt.study.heartbeat import HEARTBEAT_ATTR, HeartbeatJournalStorage
@@ -167,20 +169,17 @@ class RetentionRace(FileSystemArtifactStore):
         return super().open_reader(artifact_id)
 
 
-def test_the_ensemble_skips_a_checkpoint_removed_while_it_reads(tmp_path, tiny_spec, capsys):
-    url = f"sqlite:///{tmp_path / 'race.db'}"
-    made = genopt(
-        "study", "--spec", str(tiny_spec), "--storage", url, "--artifact-dir", str(tmp_path / "store"),
-        "--trials", "4", *TINY,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
-    study = study_of(url)
-    kept = kept_checkpoints(study, artifact_store(tmp_path / "store"))
+def test_the_ensemble_skips_a_checkpoint_removed_while_it_reads(tiny_study, tmp_path, capsys):
+    # The shared study's checkpoints, copied into a store of this test's own, which the race empties.
+    study = study_of(tiny_study.url, tiny_study.name)
+    for t in study.trials:
+        shutil.copy(paths.artifacts_dir() / t.user_attrs["checkpoint"], tmp_path)
+    kept = kept_checkpoints(study, artifact_store(tmp_path))
     ranked = sorted(kept, key=lambda n: (study.trials[n].value, n))
     assert len(ranked) == 4
 
     # The second best goes while the best is read: the third best takes its place.
-    store = RetentionRace(tmp_path / "store", victim=kept[ranked[1]], listed=len(kept))
+    store = RetentionRace(tmp_path, victim=kept[ranked[1]], listed=len(kept))
     members = load_members(study, store, top_k=2)
     assert [m.trial_number for m in members] == [ranked[0], ranked[2]]
     err = capsys.readouterr().err.strip().splitlines()

@@ -60,7 +60,6 @@ def test_a_cgan_study_scores_each_trial_by_intra_fid_at_its_best_epoch(tiny_stud
     trials = trials_of(tiny_study.url, tiny_study.name)
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 4
-    assert max(t.user_attrs["epochs"] for t in trials) == 2
     for t in trials:
         check_trial_checkpoint(t, "intra_fid", num_classes=10)  # "auto": intra-FID for a cgan
 

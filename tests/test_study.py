@@ -12,6 +12,8 @@ from genopt.study.artifacts import CHECKPOINT_FORMAT
 from genopt.study.storage import artifact_store
 
 QUICK = ["--trials", "2", "--epochs", "1", "--train-limit", "2000", "--fid-samples", "1000", "--no-progress"]
+# For what does not depend on how well a trial learns.
+SMALL = ["--epochs", "1", "--train-limit", "500", "--fid-samples", "200", "--no-progress"]
 
 
 def trials_of(url: str, name: str) -> list:
@@ -71,7 +73,7 @@ def test_best_checkpoints_are_kept_and_the_rest_removed(tmp_path):
     spec.write_text(
         "[search]\nkeep_checkpoints = 1\n[search.params.lr]\nlow = 1e-4\nhigh = 1e-2\nlog = true\n"
     )
-    result = genopt("study", "--spec", str(spec), "--storage", url, *[a if a != "2" else "3" for a in QUICK])
+    result = genopt("study", "--spec", str(spec), "--storage", url, "--trials", "3", *SMALL)
     assert result.returncode == 0, result.stderr
     study = optuna.load_study(study_name="gan-mnist", storage=url)
     from genopt.study.artifacts import kept_checkpoints
@@ -109,7 +111,7 @@ def test_diverging_trials_end_pruned_with_the_reason_and_the_study_goes_on(tmp_p
     url = f"sqlite:///{tmp_path / 'diverge.db'}"
     spec = tmp_path / "diverge.toml"
     spec.write_text("[search.params.lr]\nlow = 1e29\nhigh = 1e30\n")
-    result = genopt("study", "--spec", str(spec), "--storage", url, *QUICK)
+    result = genopt("study", "--spec", str(spec), "--storage", url, "--trials", "2", *SMALL)
     assert result.returncode == 0, result.stderr
     trials = trials_of(url, "gan-mnist")
     assert [t.state for t in trials] == [TrialState.PRUNED] * 2

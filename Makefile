@@ -28,7 +28,7 @@ STUDY_ARGS := --model $(MODEL) --dataset $(DATASET) --trials $(TRIALS) --storage
 	--study $(STUDY) --spec $(SPEC) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(SEED),--seed $(SEED)) \
 	--workers $(WORKERS) $(if $(WORKERS_PER_GPU),--workers-per-gpu $(WORKERS_PER_GPU)) $(ARGS)
 
-.PHONY: study export dashboard test lint format venv clean-venv bench soak
+.PHONY: study export dashboard test test-fast lint format venv clean-venv bench soak
 
 $(BIN)/genopt: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,8 +55,13 @@ format: $(BIN)/genopt
 	$(BIN)/ruff format genopt tests bench
 	$(BIN)/ruff check --fix genopt tests bench
 
+# Every test; `make test-fast` leaves out those marked slow (studies, trials and console-script
+# subprocesses), for the edit loop.
 test: lint
 	$(BIN)/python -m pytest
+
+test-fast: $(BIN)/genopt
+	$(BIN)/python -m pytest -m "not slow"
 
 clean-venv:
 	rm -rf $(VENV)

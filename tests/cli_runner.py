@@ -1,10 +1,12 @@
-"""Running the real ``genopt`` console script, as a user does, from the tests."""
+"""Running ``genopt`` from the tests: the real console script in a subprocess, as a user does, or its
+``main`` in this process where the parser and the checks are what is tested."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 # The console script installed beside the interpreter running the tests (.venv/bin/genopt).
@@ -16,3 +18,20 @@ def genopt(*args: str, env: dict | None = None, cwd: Path | None = None) -> subp
     return subprocess.run(
         [GENOPT, *args], capture_output=True, text=True, timeout=600, cwd=cwd, env=os.environ | (env or {})
     )
+
+
+def run_main(args: list[str], capfd) -> tuple[int, str]:
+    """``genopt ARGS...`` in this process, as the console script runs it (``sys.exit(main())``): the
+    exit status and what was written to stderr, with pytest's ``capfd`` fixture. A warning fails the
+    call, since the console script would print it as more lines on stderr."""
+    from genopt.cli import main
+
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        try:
+            code = main(args)
+        except SystemExit as exc:  # argparse's refusals and --help
+            code = exc.code
+    assert [str(w.message) for w in warned] == []
+    return code, capfd.readouterr().err

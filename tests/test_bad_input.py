@@ -1,16 +1,32 @@
 """Bad input, every command: a non-zero exit, one stderr line that says what to fix, no traceback,
-and the storage's trials exactly as they were."""
+and the storage's trials exactly as they were.
+
+The cases call ``genopt.cli.main`` in this process, as the console script does: the parser and the
+checks are what is tested, and a storage and exports made here in a second serve them. Two cases also
+run the real ``genopt`` console script, to show that it exits non-zero with the one line and nothing
+else on stderr (no warning, no traceback); one resumes the shared trained study (conftest.py)."""
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import optuna
 import pytest
-from cli_runner import genopt
+from cli_runner import genopt, run_main
+
+from genopt.cli import build_parser
+from genopt.ensemble.build import EnsembleBuild, Member
+from genopt.ensemble.export import save_ensemble
+from genopt.ensemble.generator import EnsembleGenerator
+from genopt.models import Generator, GeneratorConfig
 
 TINY = ["--epochs", "1", "--train-limit", "1000", "--fid-samples", "500", "--no-progress"]
+# A case that got past its bad input would add a trial to the study gan-mnist in {db}.
 STUDY = ["study", "--storage", "{db}", "--trials", "1", *TINY]
 
-# name: (command line, with {db} the existing study's URL and {tmp} a folder of bad files; message)
+# name: (command line, with {db} a storage holding the study gan-mnist, {tmp} a folder of bad files,
+# {export} and {gan_export} a conditional and an unconditional exported ensemble; message)
 CASES = {
     "study: unknown model": ([*STUDY, "--model", "vae"], "invalid choice: 'vae'"),
     "study: unknown dataset": ([*STUDY, "--dataset", "svhn"], "unknown dataset 'svhn'"),
@@ -30,6 +46,10 @@ CASES = {
     "study: negative trials": ([*STUDY, "--trials", "-3"], "must be at least 1"),
     "study: non-integer trials": ([*STUDY, "--trials", "2.5"], "'2.5' is not an integer"),
     "study: zero workers": ([*STUDY, "--workers", "0"], "--workers: '0' must be at least 1"),
+    "study: zero workers per GPU": (
+        [*STUDY, "--workers", "2", "--workers-per-gpu", "0"],
+        "--workers-per-gpu: '0' must be at least 1",
+    ),
     "study: unknown storage scheme": ([*STUDY, "--storage", "mongodb://x/y"], "use sqlite:///PATH.db"),
     "study: storage folder missing": (
         [*STUDY, "--storage", "sqlite:////no/such/folder/x.db"],
@@ -41,7 +61,6 @@ CASES = {
     ),
     "study: empty data folder": ([*STUDY, "--data-dir", "{tmp}/empty"], "no IDX data in"),
     "study: corrupt IDX file": ([*STUDY, "--data-dir", "{tmp}/corrupt"], "is not an unsigned-byte IDX file"),
-    "study: resume with another budget": ([*STUDY, "--epochs", "2"], "was made with a different max_epochs"),
     "worker: missing study": (
         ["worker", "--storage", "{db}", "--study", "nope", "--trials", "1"],
         "no study 'nope'",
@@ -57,6 +76,10 @@ CASES = {
     "ensemble: missing study": (["ensemble", "--storage", "{db}", "--study", "nope"], "'nope'"),
     "report: missing study": (["report", "--storage", "{db}", "--study", "nope"], "'nope'"),
     "dashboard: bad storage": (["dashboard", "--storage", "mongodb://x"], "cannot open storage"),
+    "dashboard: storage folder missing": (
+        ["dashboard", "--storage", "sqlite:////no/such/folder/x.db"],
+        "cannot open storage",
+    ),
     "sample: missing checkpoint": (
         ["sample", "--checkpoint", "{tmp}/missing.pt", "--out", "{tmp}/x.png"],
         "no ensemble checkpoint at",
@@ -67,9 +90,16 @@ CASES = {
     ),
     "sample: unknown label": (
         ["sample", "--checkpoint", "{export}", "--label", "12", "--out", "{tmp}/x.png"],
+        "unknown label 12: this ensemble draws classes 0..9",
+    ),
+    "sample: label for an unconditional ensemble": (
+        ["sample", "--checkpoint", "{gan_export}", "--label", "1", "--out", "{tmp}/x.png"],
         "takes no --label",
     ),
 }
+# These also run as the real console script: one the parser refuses, one found after torch, Optuna
+# and the data have loaded.
+CONSOLE_SCRIPT_CASES = ["study: non-integer trials", "study: corrupt IDX file"]
 
 FILES = {
     "bad.toml": "[training\nmax_epochs = 1\n",
@@ -86,65 +116,93 @@ IDX = [
 ]
 
 
+def export(path: Path, num_classes: int) -> Path:
+    """An ensemble of one untrained generator, written as ``genopt ensemble`` writes one."""
+    generator = Generator(GeneratorConfig(8, (16,), (1, 28, 28), num_classes=num_classes)).eval()
+    member = Member(0, 100.0, generator)
+    build = EnsembleBuild(
+        ensemble=EnsembleGenerator([generator], [1.0], mode="mixture"), members=[member], objective="fid",
+        scores={}, mixture_weights=[1.0], chosen=[member], metadata={"study": "gan-mnist"},
+    )  # fmt: skip
+    save_ensemble(build, path=path)
+    return path
+
+
 @pytest.fixture(scope="module")
-def existing(tmp_path_factory):
-    """A database holding one finished study, its exported ensemble, and a folder of bad files."""
+def existing(tmp_path_factory) -> dict:
+    """A storage holding the study gan-mnist with one trial, two exports, and a folder of bad files."""
     tmp = tmp_path_factory.mktemp("bad-input")
     db = f"sqlite:///{tmp / 'genopt.db'}"
-    made = genopt("study", "--storage", db, "--trials", "1", *TINY)
-    assert made.returncode == 0, made.stderr
-    export = tmp / "ensemble.pt"
-    exported = genopt(
-        "ensemble",
-        "--storage",
-        db,
-        "--study",
-        "gan-mnist",
-        "--top-k",
-        "1",
-        "--fid-samples",
-        "500",
-        "--out",
-        str(export),
-    )
-    assert exported.returncode == 0, exported.stderr
+    study = optuna.create_study(study_name="gan-mnist", storage=db)
+    study.enqueue_trial({"lr": 1e-3})
+    study.optimize(lambda trial: trial.suggest_float("lr", 1e-4, 1e-2, log=True), n_trials=1)
     for name, text in FILES.items():
         (tmp / name).write_text(text)
     (tmp / "empty").mkdir()
     (tmp / "corrupt").mkdir()
     for name in IDX:  # the right names, but not IDX inside
         (tmp / "corrupt" / name).write_bytes(b"\x12\x34\x56\x78" + b"\xff" * 50)
-    (tmp / "truncated.pt").write_bytes(export.read_bytes()[:3000])
-    (tmp / "truncated.json").write_text(export.with_suffix(".json").read_text())
-    return {"db": db, "tmp": str(tmp), "export": str(export)}
+    conditional = export(tmp / "cgan.pt", num_classes=10)
+    (tmp / "truncated.pt").write_bytes(conditional.read_bytes()[:3000])
+    (tmp / "truncated.json").write_text(conditional.with_suffix(".json").read_text())
+    return {
+        "db": db,
+        "tmp": str(tmp),
+        "export": str(conditional),
+        "gan_export": str(export(tmp / "gan.pt", 0)),
+    }
 
 
-def snapshot(url: str) -> list:
-    studies = optuna.get_all_study_summaries(url)
-    trials = optuna.load_study(study_name="gan-mnist", storage=url).trials
+@functools.cache
+def storage(url: str) -> optuna.storages.RDBStorage:
+    return optuna.storages.RDBStorage(url)  # no cache in front: every read is the database's
+
+
+def snapshot(url: str, name: str = "gan-mnist") -> list:
+    studies = optuna.get_all_study_summaries(storage(url))
+    trials = optuna.load_study(study_name=name, storage=storage(url)).trials
     return [s.study_name for s in studies] + [
         (t.number, t.state, t.params, t.values, t.user_attrs, t.system_attrs) for t in trials
     ]
 
 
+def assert_one_line(code, stderr: str, message: str) -> None:
+    assert code not in (0, None)
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert message in lines[0] and "Traceback" not in stderr
+
+
 def test_every_subcommand_of_the_cli_has_bad_input_cases():
     # A subcommand added to genopt without a case here fails this test.
-    from genopt.cli import build_parser
-
     subcommands = build_parser()._subparsers._group_actions[0].choices
     assert {args[0] for args, _ in CASES.values()} == set(subcommands)
 
 
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
-def test_bad_input_is_one_line_exit_nonzero_and_leaves_the_storage_unchanged(case, existing):
+def test_bad_input_is_one_line_exit_nonzero_and_leaves_the_storage_unchanged(case, existing, capfd):
     args, message = CASES[case]
-    args = [a.format(**existing) for a in args]
     before = snapshot(existing["db"])
-
-    result = genopt(*args)
-
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert message in lines[0] and "Traceback" not in result.stderr
+    code, stderr = run_main([a.format(**existing) for a in args], capfd)
+    assert_one_line(code, stderr, message)
     assert snapshot(existing["db"]) == before
+    assert not (Path(existing["tmp"]) / "x.png").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CONSOLE_SCRIPT_CASES)
+def test_the_console_script_exits_nonzero_with_the_one_line(case, existing):
+    args, message = CASES[case]
+    before = snapshot(existing["db"])
+    result = genopt(*[a.format(**existing) for a in args])
+    assert result.returncode == 2
+    assert_one_line(result.returncode, result.stderr, message)
+    assert snapshot(existing["db"]) == before
+
+
+@pytest.mark.slow
+def test_resuming_a_study_with_another_budget_is_refused_and_leaves_it_unchanged(tiny_study, capfd):
+    before = snapshot(tiny_study.url, tiny_study.name)
+    code, stderr = run_main(["study", *tiny_study.args, "--epochs", "2", "--trials", "1"], capfd)
+    assert_one_line(code, stderr, f"study '{tiny_study.name}' was made with a different max_epochs")
+    assert snapshot(tiny_study.url, tiny_study.name) == before

@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from cli_runner import genopt
+from cli_runner import genopt, run_main
 
 from genopt import load_ensemble
 from genopt.ensemble.export import read_description
@@ -30,6 +30,7 @@ def old(tmp_path) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_an_old_study_resumes_with_its_stored_spec_and_ensembles(old):
     worker = genopt(
         "worker", "--study", "old-cgan", "--storage", old["db"], "--artifact-dir", old["artifacts"],
@@ -54,14 +55,16 @@ def test_an_old_study_resumes_with_its_stored_spec_and_ensembles(old):
     assert read_description(out).objective == "fid"
 
 
-def test_resuming_an_old_study_with_todays_defaults_is_refused_naming_the_fields(old):
-    result = genopt(
-        "study", "--spec", str(Path(old["dir"]) / "old.toml"), "--study", "old-cgan", "--storage", old["db"],
-        "--artifact-dir", old["artifacts"], "--trials", "1", "--no-progress",
+def test_resuming_an_old_study_with_todays_defaults_is_refused_naming_the_fields(old, capfd):
+    code, stderr = run_main(
+        ["study", "--spec", str(Path(old["dir"]) / "old.toml"), "--study", "old-cgan", "--storage", old["db"],
+         "--artifact-dir", old["artifacts"], "--trials", "1", "--no-progress"],
+        capfd,
     )  # fmt: skip
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "ema_decay" in lines[0] and "genopt worker" in lines[0], result.stderr
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "ema_decay" in lines[0] and "genopt worker" in lines[0], stderr
+    assert len(optuna.load_study(study_name="old-cgan", storage=old["db"]).trials) == 2
 
 
 def test_an_old_export_loads_samples_and_reads(old):

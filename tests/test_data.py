@@ -165,6 +165,7 @@ class _SilentServer:
         self.sock.close()
 
 
+@pytest.mark.slow
 def test_a_download_that_never_answers_is_abandoned_and_the_next_source_used(tmp_path):
     # torchvision's download goes through a proxy that accepts and never answers: genopt must give up
     # after GENOPT_DOWNLOAD_TIMEOUT (10 s by default) and fall through to Debian's Fashion-MNIST folder.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -23,6 +24,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from PIL import Image
 
+from genopt import paths
 from genopt.ensemble.build import load_members
 from genopt.study.artifacts import kept_checkpoints, load_checkpoint
 from genopt.study.heartbeat import HEARTBEAT_ATTR, HeartbeatJournalStorage
@@ -42,6 +44,8 @@ choices = [64]
 TINY = ["--epochs", "1", "--train-limit", "500", "--fid-samples", "200", "--no-progress"]
 FAST_HEARTBEAT = {"GENOPT_HEARTBEAT_INTERVAL": "1", "GENOPT_HEARTBEAT_GRACE": "4"}
 PAGE = 4096  # tmpfs charges whole pages
+
+pytestmark = pytest.mark.slow  # every test here runs studies in the genopt console script
 
 
 def study_of(url: str, name: str = "gan-mnist") -> optuna.Study:
@@ -88,19 +92,19 @@ def charged_bytes(folder: Path) -> int:
 
 
 def test_a_full_artifact_store_fails_one_trial_stops_cleanly_and_resumes(tmp_path, tiny_spec):
-    # One trial's files, measured on an ordinary folder: a store of 2.5 trials holds two trials, and
-    # the third trial's files run out of space (its sample grid, the largest, half-way).
-    probe = genopt(
-        "study", "--spec", str(tiny_spec), "--storage", f"sqlite:///{tmp_path / 'probe.db'}",
-        "--artifact-dir", str(tmp_path / "probe"), "--trials", "1", *TINY,
-    )  # fmt: skip
-    assert probe.returncode == 0, probe.stderr
-    per_trial = charged_bytes(tmp_path / "probe")
     store_dir = tmp_path / "store"
     url = f"sqlite:///{tmp_path / 'full.db'}"
     command = ["study", "--spec", str(tiny_spec), "--storage", url, "--artifact-dir", str(store_dir), *TINY]
-    with small_tmpfs(store_dir, kib=per_trial * 5 // 2 // 1024):
-        full = genopt(*command, "--trials", "5")
+    with small_tmpfs(store_dir, kib=64 * 1024):
+        first = genopt(*command, "--trials", "1")
+        assert first.returncode == 0, first.stderr
+        # Trial 0's files, measured: a store of 2.5 trials holds trials 0 and 1, and the third trial's
+        # files run out of space (its sample grid, the largest, half-way).
+        per_trial = charged_bytes(store_dir)
+        subprocess.run(
+            ["mount", "-o", f"remount,size={per_trial * 5 // 2 // 1024}k", str(store_dir)], check=True
+        )
+        full = genopt(*command, "--trials", "4")
 
         # The run stops at the trial that found the store full, with one line saying what to free.
         assert full.returncode == 2, full.stderr
@@ -165,20 +169,17 @@ class RetentionRace(FileSystemArtifactStore):
         return super().open_reader(artifact_id)
 
 
-def test_the_ensemble_skips_a_checkpoint_removed_while_it_reads(tmp_path, tiny_spec, capsys):
-    url = f"sqlite:///{tmp_path / 'race.db'}"
-    made = genopt(
-        "study", "--spec", str(tiny_spec), "--storage", url, "--artifact-dir", str(tmp_path / "store"),
-        "--trials", "4", *TINY,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
-    study = study_of(url)
-    kept = kept_checkpoints(study, artifact_store(tmp_path / "store"))
+def test_the_ensemble_skips_a_checkpoint_removed_while_it_reads(tiny_study, tmp_path, capsys):
+    # The shared study's checkpoints, copied into a store of this test's own, which the race empties.
+    study = study_of(tiny_study.url, tiny_study.name)
+    for t in study.trials:
+        shutil.copy(paths.artifacts_dir() / t.user_attrs["checkpoint"], tmp_path)
+    kept = kept_checkpoints(study, artifact_store(tmp_path))
     ranked = sorted(kept, key=lambda n: (study.trials[n].value, n))
     assert len(ranked) == 4
 
     # The second best goes while the best is read: the third best takes its place.
-    store = RetentionRace(tmp_path / "store", victim=kept[ranked[1]], listed=len(kept))
+    store = RetentionRace(tmp_path, victim=kept[ranked[1]], listed=len(kept))
     members = load_members(study, store, top_k=2)
     assert [m.trial_number for m in members] == [ranked[0], ranked[2]]
     err = capsys.readouterr().err.strip().splitlines()
@@ -191,32 +192,25 @@ def test_the_ensemble_skips_a_checkpoint_removed_while_it_reads(tmp_path, tiny_s
 def test_a_journal_worker_killed_mid_trial_is_retried_and_no_finished_trial_is_lost(tmp_path):
     log = tmp_path / "kill.log"
     url = f"journal:///{log}"
-    # Trials of a few seconds, so the kill lands inside one even on a fast, idle machine (and with
-    # bf16, which precision "auto" picks on CPUs with native bf16, a 15,000-image epoch may be too short).
-    budget = ["--epochs", "1", "--train-limit", "40000", "--fid-samples", "500", "--no-progress"]
     store_dir = tmp_path / "store"
-    command = [GENOPT, "study", "--storage", url, "--artifact-dir", str(store_dir), "--trials", "2", *budget]
-    process = subprocess.Popen(command, env=os.environ | FAST_HEARTBEAT, stdout=subprocess.DEVNULL)
+    command = [GENOPT, "study", "--storage", url, "--artifact-dir", str(store_dir), "--trials", "2", *TINY]
+    # The test hook in genopt/study/objective.py holds trial 1, running, until the kill.
+    pause = tmp_path / "trial-1-running"
+    paused = {"GENOPT_TEST_PAUSE_TRIAL": "1", "GENOPT_TEST_PAUSE_FILE": str(pause)}
+    process = subprocess.Popen(command, env=os.environ | FAST_HEARTBEAT | paused, stdout=subprocess.DEVNULL)
     # Judges staleness as a worker would, with the shortest grace there is (2 s against beats every 1 s).
     observer = HeartbeatJournalStorage(JournalFileBackend(str(log)), interval=1, grace=2, max_retry=3)
 
-    def second_trial_running_past_the_grace() -> list:
-        try:
-            trials = study_of(url).trials
-        except Exception:  # the journal or the study is not made yet
-            return []
-        return [
-            t
-            for t in trials
-            if t.number == 1 and t.state == TrialState.RUNNING
-            if time.time() - t.datetime_start.timestamp() > 2.5
-        ]
+    def running_past_the_grace() -> bool:
+        trial = study_of(url).trials[1]
+        return trial.state == TrialState.RUNNING and time.time() - trial.datetime_start.timestamp() > 2.5
 
     try:
-        wait_for(second_trial_running_past_the_grace)
+        wait_for(pause.exists)
+        wait_for(running_past_the_grace)
         # Alive and beating: not stale, though it has run past the grace period.
-        (live,) = second_trial_running_past_the_grace()
-        assert HEARTBEAT_ATTR in study_of(url).trials[1].system_attrs
+        live = study_of(url).trials[1]
+        assert HEARTBEAT_ATTR in live.system_attrs
         assert observer._get_stale_trial_ids(study_of(url)._study_id) == []
     finally:
         process.send_signal(signal.SIGKILL)
@@ -227,9 +221,16 @@ def test_a_journal_worker_killed_mid_trial_is_retried_and_no_finished_trial_is_l
     time.sleep(5)  # past the grace period: the killed worker's trial is stale, and the restart retries it
     assert observer._get_stale_trial_ids(study_of(url)._study_id) == [live._trial_id]
     again = genopt(
-        "study", "--storage", url, "--artifact-dir", str(store_dir), "--trials", "1", *budget,
+        "study",
+        "--storage",
+        url,
+        "--artifact-dir",
+        str(store_dir),
+        "--trials",
+        "1",
+        *TINY,
         env=FAST_HEARTBEAT,
-    )  # fmt: skip
+    )
     assert again.returncode == 0, again.stderr
     trials = study_of(url).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]

@@ -75,6 +75,7 @@ def test_new_evaluator_reuses_cached_validation_statistics(mnist, evaluator, tes
     assert second.images_featurized == N  # only the generated images
 
 
+@pytest.mark.slow
 def test_another_process_reuses_cached_statistics(evaluator):
     code = (
         "import json; from genopt.data import load_dataset; from genopt.metrics import FidEvaluator; "

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cli_runner import genopt
+from cli_runner import genopt, run_main
 from mnist_subsets import write_class_subset
 
 from genopt.data.idx import IDX_NAMES, write_idx
@@ -35,22 +35,20 @@ def digits04(mnist, tmp_path_factory) -> Path:
     return write_class_subset(mnist, tmp_path_factory.mktemp("digits04"), CLASSES, 3000, 600, ".gz")
 
 
-@pytest.mark.parametrize("own_artifacts", [False, True], ids=["default-artifacts", "artifact-dir"])
-def test_study_ensemble_sample_report_on_own_data_without_repeating_where_it_is(
-    digits04, tmp_path, own_artifacts
-):
+# With --artifact-dir, the harder case: the study remembers the folder. The default folder is what
+# the shared tiny study (conftest.py) and tests/test_ensemble.py and test_report.py use.
+@pytest.mark.slow
+def test_study_ensemble_sample_report_on_own_data_without_repeating_where_it_is(digits04, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(digits04, data)
     db = f"sqlite:///{tmp_path / 'own.db'}"
-    artifacts = ["--artifact-dir", str(tmp_path / "artifacts")] if own_artifacts else []
     study = genopt(
         "study", "--model", "cgan", "--data-dir", str(data), "--dataset", "digits04", "--study", "own",
         "--storage", db, "--trials", "2", "--epochs", "1", "--fid-samples", "500", "--no-progress",
-        "--enqueue", "lr=1e-3,batch_size=64,noise_dim=64", *artifacts,
+        "--enqueue", "lr=1e-3,batch_size=64,noise_dim=64", "--artifact-dir", str(tmp_path / "artifacts"),
     )  # fmt: skip
     assert study.returncode == 0, study.stderr
-    if own_artifacts:
-        assert any((tmp_path / "artifacts").iterdir()), "the trials wrote elsewhere than --artifact-dir"
+    assert any((tmp_path / "artifacts").iterdir()), "the trials wrote elsewhere than --artifact-dir"
 
     export = tmp_path / "own.pt"
     ensemble = genopt("ensemble", "--study", "own", "--storage", db, "--top-k", "2", "--out", str(export))
@@ -72,7 +70,8 @@ def test_study_ensemble_sample_report_on_own_data_without_repeating_where_it_is(
     assert (out / "best-samples.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_data_that_differs_from_the_studys_is_refused_in_one_line(digits04, mnist, tmp_path):
+@pytest.mark.slow
+def test_data_that_differs_from_the_studys_is_refused_in_one_line(digits04, mnist, tmp_path, capfd):
     data = tmp_path / "data"
     shutil.copytree(digits04, data)
     db = f"sqlite:///{tmp_path / 'own.db'}"
@@ -89,13 +88,11 @@ def test_data_that_differs_from_the_studys_is_refused_in_one_line(digits04, mnis
     labels[0] = (labels[0] + 1) % CLASSES
     write_idx(other / f"{IDX_NAMES[3]}.gz", labels.numpy())
 
-    result = genopt("ensemble", "--study", "own", "--storage", db, "--data-dir", str(other))
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "sha256 differs" in lines[0], result.stderr
+    code, stderr = run_main(["ensemble", "--study", "own", "--storage", db, "--data-dir", str(other)], capfd)
+    lines = stderr.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "sha256 differs" in lines[0], stderr
 
     shutil.rmtree(data)  # the study's own folder is gone: the user is told to pass --data-dir
-    result = genopt("ensemble", "--study", "own", "--storage", db)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "pass --data-dir" in lines[0], result.stderr
+    code, stderr = run_main(["ensemble", "--study", "own", "--storage", db], capfd)
+    lines = stderr.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "pass --data-dir" in lines[0], stderr

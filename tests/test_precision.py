@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from cli_runner import genopt
 
 from genopt.device import native_bf16, resolve_precision
 from genopt.errors import GenoptError
@@ -92,9 +91,3 @@ def test_a_worker_gpu_is_named_through_the_inherited_visible_devices():
     assert cuda_visible_devices(1, None) == "1"
     assert cuda_visible_devices(1, "2,3") == "3"
     assert cuda_visible_devices(None, "2,3") == ""  # the CPU: the worker sees no GPU
-
-
-def test_workers_per_gpu_must_be_positive():
-    result = genopt("study", "--trials", "1", "--workers", "2", "--workers-per-gpu", "0")
-    assert result.returncode == 2
-    assert "--workers-per-gpu" in result.stderr and "'0' must be at least 1" in result.stderr

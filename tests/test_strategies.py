@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from cli_runner import genopt
+from cli_runner import genopt, run_main
 from mnist_subsets import write_class_subset
 
 from genopt.augment import augmentations, diffaugment, flip_rotate
@@ -123,6 +123,7 @@ def test_dcgan_refuses_an_image_size_it_cannot_build_in_one_line(mnist):
         build_models(spec.run_config({}, seed=0), mnist)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["gan", "cgan"])
 def test_a_tiny_dcgan_study_completes_exports_and_samples(model, tmp_path):
     spec = tmp_path / "dcgan.toml"
@@ -176,6 +177,7 @@ def digits04(mnist, tmp_path_factory) -> Path:
     return write_class_subset(mnist, tmp_path_factory.mktemp("digits04"), 5, 1200, 300)
 
 
+@pytest.mark.slow
 def test_a_warm_started_study_on_five_classes_lists_its_fresh_layers_and_workers_keep_the_start(
     checkpoint10, digits04, tmp_path
 ):
@@ -270,28 +272,29 @@ def test_an_export_starts_from_its_best_member_or_the_one_named(mnist, tmp_path)
         read_init(path, member=2)
 
 
-def _refused(path: Path, message: str, tmp_path: Path) -> None:
+def _refused(path: Path, message: str, tmp_path: Path, capfd) -> None:
     with pytest.raises(GenoptError, match=message):
         read_init(path)
     db = f"sqlite:///{tmp_path / 'refused.db'}"
-    result = genopt(
-        "study", "--model", "cgan", "--storage", db, "--trials", "1", "--init-from", str(path), *BUDGET
+    code, stderr = run_main(
+        ["study", "--model", "cgan", "--storage", db, "--trials", "1", "--init-from", str(path), *BUDGET],
+        capfd,
     )
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+    lines = stderr.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and message in lines[0], stderr
     assert optuna.get_all_study_summaries(db) == []
 
 
-def test_init_from_a_pickled_trial_checkpoint_is_refused_in_one_line(checkpoint10, tmp_path):
+def test_init_from_a_pickled_trial_checkpoint_is_refused_in_one_line(checkpoint10, tmp_path, capfd):
     checkpoint = torch.load(checkpoint10, weights_only=True)
     checkpoint["note"] = fractions.Fraction(1, 3)  # any object that needs more than tensors to load
     path = tmp_path / "pickled.pt"
     torch.save(checkpoint, path)
-    _refused(path, "holds more than tensors and plain values: refusing to unpickle it", tmp_path)
+    _refused(path, "holds more than tensors and plain values: refusing to unpickle it", tmp_path, capfd)
 
 
-def test_init_from_a_tampered_export_is_refused_in_one_line(mnist, tmp_path):
+def test_init_from_a_tampered_export_is_refused_in_one_line(mnist, tmp_path, capfd):
     path = _export([build_models(TINY.run_config({}, seed=0), mnist)[0].eval()], tmp_path)
     with path.open("ab") as f:
         f.write(b"\0")
-    _refused(path, "does not match the sha256", tmp_path)
+    _refused(path, "does not match the sha256", tmp_path, capfd)

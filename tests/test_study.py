@@ -12,52 +12,68 @@ from genopt.study.artifacts import CHECKPOINT_FORMAT
 from genopt.study.storage import artifact_store
 
 QUICK = ["--trials", "2", "--epochs", "1", "--train-limit", "2000", "--fid-samples", "1000", "--no-progress"]
+# For what does not depend on how well a trial learns.
+SMALL = ["--epochs", "1", "--train-limit", "500", "--fid-samples", "200", "--no-progress"]
 
 
 def trials_of(url: str, name: str) -> list:
     return optuna.load_study(study_name=name, storage=url).trials
 
 
-@pytest.mark.parametrize("model", ["gan", "cgan"])
-def test_study_runs_on_real_mnist_and_resumes(model, tmp_path):
+def check_trial_checkpoint(trial, objective: str, num_classes: int) -> None:
+    """A complete trial's value is its objective at its chosen epoch; its kept checkpoint is that epoch's."""
+    assert trial.state == TrialState.COMPLETE and 0 < trial.value < float("inf")
+    for key in ("seed", "epochs", "wall_seconds", "images_per_second", "checkpoint"):
+        assert key in trial.user_attrs
+    with artifact_store().open_reader(trial.user_attrs["checkpoint"]) as f:
+        checkpoint = torch.load(f, weights_only=True)
+    assert checkpoint["format"] == CHECKPOINT_FORMAT
+    assert checkpoint["scores"][objective] == trial.value == trial.user_attrs[objective]
+    assert checkpoint["epoch"] == trial.user_attrs["best_epoch"]
+    assert trial.intermediate_values[checkpoint["epoch"]] == trial.value
+    assert checkpoint["generator_config"]["num_classes"] == num_classes
+    assert checkpoint["generator_config"]["noise_dim"] == trial.params["noise_dim"]
+
+
+@pytest.mark.slow
+def test_study_runs_on_real_mnist_and_resumes(tmp_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    first = genopt("study", "--model", model, "--storage", url, *QUICK)
+    first = genopt("study", "--model", "gan", "--storage", url, *QUICK)
     assert first.returncode == 0, first.stderr
-    assert f"study {model}-mnist: 2 trials" in first.stdout
-    assert len(trials_of(url, f"{model}-mnist")) == 2
+    assert "study gan-mnist: 2 trials" in first.stdout
+    assert len(trials_of(url, "gan-mnist")) == 2
 
     again = [a if a != "2" else "1" for a in QUICK]  # --trials 1
-    second = genopt("study", "--model", model, "--storage", url, *again)
+    second = genopt("study", "--model", "gan", "--storage", url, *again)
     assert second.returncode == 0, second.stderr
-    trials = trials_of(url, f"{model}-mnist")
+    trials = trials_of(url, "gan-mnist")
     assert len(trials) == 3
     # One epoch is the whole budget: nothing is pruned after it, so every trial completes.
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 3, "a resumed study replayed a draw"
-
-    store = artifact_store()
     for t in trials:
-        assert 0 < t.value < float("inf")
-        assert t.intermediate_values == {1: t.value}
-        for key in ("seed", "epochs", "wall_seconds", "images_per_second", "checkpoint"):
-            assert key in t.user_attrs
-        with store.open_reader(t.user_attrs["checkpoint"]) as f:
-            checkpoint = torch.load(f, weights_only=True)
-        assert checkpoint["format"] == CHECKPOINT_FORMAT
-        objective = "intra_fid" if model == "cgan" else "fid"  # the spec's "auto"
-        assert checkpoint["scores"][objective] == t.value == t.user_attrs[objective]
-        assert checkpoint["epoch"] == t.user_attrs["best_epoch"] == 1
-        assert checkpoint["generator_config"]["num_classes"] == (10 if model == "cgan" else 0)
-        assert checkpoint["generator_config"]["noise_dim"] == t.params["noise_dim"]
+        assert t.intermediate_values == {1: t.value} and t.user_attrs["best_epoch"] == 1
+        check_trial_checkpoint(t, "fid", num_classes=0)  # the spec's objective "auto": FID for a gan
 
 
+@pytest.mark.slow
+def test_a_cgan_study_scores_each_trial_by_intra_fid_at_its_best_epoch(tiny_study):
+    assert f"study {tiny_study.name}: 4 trials" in tiny_study.stdout
+    trials = trials_of(tiny_study.url, tiny_study.name)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 4
+    for t in trials:
+        check_trial_checkpoint(t, "intra_fid", num_classes=10)  # "auto": intra-FID for a cgan
+
+
+@pytest.mark.slow
 def test_best_checkpoints_are_kept_and_the_rest_removed(tmp_path):
     url = f"sqlite:///{tmp_path / 'keep.db'}"
     spec = tmp_path / "keep.toml"
     spec.write_text(
         "[search]\nkeep_checkpoints = 1\n[search.params.lr]\nlow = 1e-4\nhigh = 1e-2\nlog = true\n"
     )
-    result = genopt("study", "--spec", str(spec), "--storage", url, *[a if a != "2" else "3" for a in QUICK])
+    result = genopt("study", "--spec", str(spec), "--storage", url, "--trials", "3", *SMALL)
     assert result.returncode == 0, result.stderr
     study = optuna.load_study(study_name="gan-mnist", storage=url)
     from genopt.study.artifacts import kept_checkpoints
@@ -90,11 +106,12 @@ def test_help_lists_subcommands():
         assert option in result.stdout
 
 
+@pytest.mark.slow
 def test_diverging_trials_end_pruned_with_the_reason_and_the_study_goes_on(tmp_path):
     url = f"sqlite:///{tmp_path / 'diverge.db'}"
     spec = tmp_path / "diverge.toml"
     spec.write_text("[search.params.lr]\nlow = 1e29\nhigh = 1e30\n")
-    result = genopt("study", "--spec", str(spec), "--storage", url, *QUICK)
+    result = genopt("study", "--spec", str(spec), "--storage", url, "--trials", "2", *SMALL)
     assert result.returncode == 0, result.stderr
     trials = trials_of(url, "gan-mnist")
     assert [t.state for t in trials] == [TrialState.PRUNED] * 2

@@ -9,9 +9,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -150,6 +152,7 @@ class Objective:
         spec = self.spec
         seed = trial_seed(spec, trial.number)
         config = spec.run_config(suggest(trial, spec), seed=seed)
+        _pause_for_tests(trial.number)
         judge = EpochJudge(trial, spec, config.epochs, baseline=bool(trial.user_attrs.get(A.BASELINE_ATTR)))
         history: list[dict[str, Any]] = []
 
@@ -213,6 +216,20 @@ class Objective:
             trial.set_user_attr(A.BEST_EPOCH_ATTR, chosen.epoch)
             for name, value in chosen.scores.as_dict().items():
                 trial.set_user_attr(name, value)
+
+
+def _pause_for_tests(number: int) -> None:
+    """Test hook, unset in real use: with ``GENOPT_TEST_PAUSE_TRIAL=N`` and ``GENOPT_TEST_PAUSE_FILE=PATH``
+    in the environment, trial N (running, its parameters drawn, its heartbeat beating) creates PATH and
+    waits while PATH exists. A test kills or interrupts the worker then, or removes PATH to let it go
+    on, so a signal lands mid-trial without a long trial (tests/test_faults.py)."""
+    path = os.environ.get("GENOPT_TEST_PAUSE_FILE")
+    if path is None or os.environ.get("GENOPT_TEST_PAUSE_TRIAL") != str(number):
+        return
+    pause = Path(path)
+    pause.touch()
+    while pause.exists():
+        time.sleep(0.05)
 
 
 def _copy_state(generator: Generator) -> dict[str, torch.Tensor]:

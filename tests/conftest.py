@@ -24,26 +24,6 @@ os.makedirs(_HOME, exist_ok=True)
 os.environ["GENOPT_HOME"] = _HOME
 
 
-# Files other helpers of issue 22 are editing: their slow tests are marked here until each file marks
-# its own (then its entry goes). Every test of the file is slow except those named.
-_SLOW_FILES = {
-    "test_ensemble.py": {
-        "test_a_one_member_mixture_is_exactly_that_member",
-        "test_mixture_statistics_are_those_of_the_pooled_samples",
-        "test_greedy_selection_never_ends_above_the_best_single_member",
-    },
-    "test_report.py": set(),
-    "test_workers.py": {"test_trials_are_shared_not_multiplied"},
-}
-
-
-def pytest_collection_modifyitems(items) -> None:
-    for item in items:
-        fast = _SLOW_FILES.get(item.path.name)
-        if fast is not None and item.originalname not in fast:
-            item.add_marker(pytest.mark.slow)
-
-
 @pytest.fixture(scope="session")
 def genopt_home() -> str:
     return _HOME

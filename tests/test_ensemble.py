@@ -57,6 +57,7 @@ def described(path: Path) -> dict:
     return json.loads(path.with_suffix(".json").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["mean", "mixture"])
 def test_checkpoint_is_plain_tensors_with_its_sha256_and_scores_beside_it(exports, storage, mode):
     path = exports[mode]
@@ -88,6 +89,7 @@ def test_checkpoint_is_plain_tensors_with_its_sha256_and_scores_beside_it(export
     assert validation["mixture"] <= validation["best_single"] + 1e-9
 
 
+@pytest.mark.slow
 def test_round_trip_in_a_fresh_process_gives_the_same_images_for_the_same_seed(exports, tmp_path):
     code = (
         "import sys, torch, genopt\n"
@@ -110,6 +112,7 @@ def test_round_trip_in_a_fresh_process_gives_the_same_images_for_the_same_seed(e
         assert not torch.equal(x, ensemble.sample(20, generator=torch.Generator().manual_seed(8)))
 
 
+@pytest.mark.slow
 def test_torch_export_program_gives_the_same_images_without_genopt(exports, tmp_path):
     code = (
         "import sys, torch\n"
@@ -138,6 +141,7 @@ def test_torch_export_program_gives_the_same_images_without_genopt(exports, tmp_
         assert torch.equal(torch.load(tmp_path / f"{mode}.pt", weights_only=True), images)
 
 
+@pytest.mark.slow
 def test_auto_exports_the_mode_with_the_lower_validation_objective(storage, tmp_path):
     path = tmp_path / "auto.pt"
     result = genopt(
@@ -151,6 +155,7 @@ def test_auto_exports_the_mode_with_the_lower_validation_objective(storage, tmp_
     assert not path.with_suffix(".pt2").exists()
 
 
+@pytest.mark.slow
 def test_sample_writes_a_grid_with_one_row_per_class(exports, tmp_path):
     from PIL import Image
 
@@ -170,6 +175,7 @@ def _refused(path: Path, message: str) -> None:
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_checkpoint_carrying_a_pickled_object_is_refused(exports, tmp_path):
     checkpoint = torch.load(exports["mean"], weights_only=True)
     checkpoint["note"] = fractions.Fraction(1, 3)  # any object that needs more than tensors to load
@@ -180,6 +186,7 @@ def test_a_checkpoint_carrying_a_pickled_object_is_refused(exports, tmp_path):
     _refused(path, "holds more than tensors and plain values")
 
 
+@pytest.mark.slow
 def test_a_checkpoint_whose_sha256_differs_from_its_json_is_refused(exports, tmp_path):
     path = tmp_path / "changed.pt"
     shutil.copy(exports["mean"], path)
@@ -261,6 +268,7 @@ BAD = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", BAD, ids=list(BAD))
 def test_bad_input_exits_nonzero_with_one_line(case, empty_storage, exports, tmp_path):
     args, message = BAD[case]

@@ -12,6 +12,9 @@ from genopt.report.figures import FIGURES
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+pytestmark = pytest.mark.slow  # every test reads a study trained here
+
+
 @pytest.fixture(scope="module")
 def study_url(tmp_path_factory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('report') / 'report.db'}"

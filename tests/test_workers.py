@@ -47,6 +47,7 @@ def test_trials_are_shared_not_multiplied():
     assert shares(2, 3) == [1, 1]
 
 
+@pytest.mark.slow
 def test_three_local_workers_on_one_sqlite_study_complete_all_trials(tmp_path):
     url = f"sqlite:///{tmp_path / 'workers.db'}"
     result = genopt("study", "--storage", url, "--trials", "12", "--workers", "3", *TINY)
@@ -60,6 +61,7 @@ def test_three_local_workers_on_one_sqlite_study_complete_all_trials(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_a_worker_joins_an_existing_study_with_its_spec(tmp_path):
     url = f"journal:///{tmp_path / 'journal.log'}"
     made = genopt("study", "--storage", url, "--trials", "1", *TINY)
@@ -83,6 +85,7 @@ def postgres_url():
         yield url
 
 
+@pytest.mark.slow
 def test_two_workers_on_a_real_postgresql_server_complete_their_trials(postgres_url):
     result = genopt("study", "--storage", postgres_url, "--trials", "4", "--workers", "2", *TINY)
     assert result.returncode == 0, result.stderr
@@ -91,6 +94,7 @@ def test_two_workers_on_a_real_postgresql_server_complete_their_trials(postgres_
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 4
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_trial_is_retried_and_no_finished_trial_is_lost(tmp_path):
     url = f"sqlite:///{tmp_path / 'kill.db'}"
     # Trials of a few seconds, so the kill lands inside one even on a fast, idle machine.
@@ -125,6 +129,7 @@ def test_a_worker_killed_mid_trial_is_retried_and_no_finished_trial_is_lost(tmp_
             assert torch.load(f, weights_only=True)["trial_number"] == t.number
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_the_running_trial_as_failed_and_exits_130(tmp_path):
     url = f"sqlite:///{tmp_path / 'interrupt.db'}"
     # Far more trials than can finish before the signal, so Ctrl-C lands inside one on any machine.

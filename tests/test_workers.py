@@ -97,14 +97,15 @@ def test_two_workers_on_a_real_postgresql_server_complete_their_trials(postgres_
 @pytest.mark.slow
 def test_a_worker_killed_mid_trial_is_retried_and_no_finished_trial_is_lost(tmp_path):
     url = f"sqlite:///{tmp_path / 'kill.db'}"
-    # Trials of a few seconds, so the kill lands inside one even on a fast, idle machine.
-    budget = ["--epochs", "1", "--train-limit", "15000", "--fid-samples", "500", "--no-progress"]
+    budget = TINY
+    # Trial 1 waits at the pause hook (running, beating) until it is killed: a kill mid-trial on any machine.
+    pause = tmp_path / "pause"
+    paused = {"GENOPT_TEST_PAUSE_TRIAL": "1", "GENOPT_TEST_PAUSE_FILE": str(pause)}
     command = [GENOPT, "study", "--storage", url, "--trials", "3", *budget]
-    process = subprocess.Popen(command, env=os.environ | FAST_HEARTBEAT, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(command, env=os.environ | FAST_HEARTBEAT | paused, stdout=subprocess.DEVNULL)
     try:
-        # Kill during a trial after the first, once that trial has written its first heartbeat.
-        wait_for(lambda: any(t.number >= 1 for t in running(url)))
-        time.sleep(0.3)
+        wait_for(pause.exists, timeout=300)
+        wait_for(lambda: bool(running(url)))
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -132,11 +133,13 @@ def test_a_worker_killed_mid_trial_is_retried_and_no_finished_trial_is_lost(tmp_
 @pytest.mark.slow
 def test_ctrl_c_ends_the_running_trial_as_failed_and_exits_130(tmp_path):
     url = f"sqlite:///{tmp_path / 'interrupt.db'}"
-    # Far more trials than can finish before the signal, so Ctrl-C lands inside one on any machine.
-    budget = ["--epochs", "1", "--train-limit", "30000", "--fid-samples", "500", "--no-progress"]
-    command = [GENOPT, "study", "--storage", url, "--trials", "100", *budget]
+    # Trial 1 waits at the pause hook until Ctrl-C: the signal lands inside a trial on any machine.
+    pause = tmp_path / "pause"
+    paused = {"GENOPT_TEST_PAUSE_TRIAL": "1", "GENOPT_TEST_PAUSE_FILE": str(pause)}
+    command = [GENOPT, "study", "--storage", url, "--trials", "3", *TINY]
     process = subprocess.Popen(
         command,
+        env=os.environ | paused,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -145,8 +148,7 @@ def test_ctrl_c_ends_the_running_trial_as_failed_and_exits_130(tmp_path):
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
-        wait_for(lambda: bool(running(url)))
-        time.sleep(1.0)
+        wait_for(pause.exists, timeout=300)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=120)
     finally:

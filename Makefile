@@ -58,7 +58,7 @@ format: $(BIN)/genopt
 # Every test; `make test-fast` leaves out those marked slow (studies, trials and console-script
 # subprocesses), for the edit loop.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 test-fast: $(BIN)/genopt
 	$(BIN)/python -m pytest -m "not slow"

@@ -20,19 +20,13 @@ from genopt.ensemble.mixture import greedy_mixture, mixture_statistics
 from genopt.errors import GenoptError
 from genopt.metrics import frechet_distance
 
-STUDY = "ens-cgan"
+STUDY = "tiny-cgan"  # conftest's shared tiny_study: 4 COMPLETE cGAN trials, each with its checkpoint kept
 
 
 @pytest.fixture(scope="module")
-def storage(tmp_path_factory) -> str:
-    """A study of 4 tiny cGAN trials, all COMPLETE, each with its checkpoint kept."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('ensemble') / 'genopt.db'}"
-    result = genopt(
-        "study", "--model", "cgan", "--study", STUDY, "--storage", url, "--trials", "4", "--epochs", "1",
-        "--train-limit", "2000", "--fid-samples", "1000", "--no-progress",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return url
+def storage(tiny_study) -> str:
+    assert tiny_study.name == STUDY
+    return tiny_study.url
 
 
 @pytest.fixture(scope="module")

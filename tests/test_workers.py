@@ -50,13 +50,13 @@ def test_trials_are_shared_not_multiplied():
 @pytest.mark.slow
 def test_three_local_workers_on_one_sqlite_study_complete_all_trials(tmp_path):
     url = f"sqlite:///{tmp_path / 'workers.db'}"
-    result = genopt("study", "--storage", url, "--trials", "12", "--workers", "3", *TINY)
+    result = genopt("study", "--storage", url, "--trials", "6", "--workers", "3", *TINY)
     assert result.returncode == 0, result.stderr
     assert "database is locked" not in result.stderr
-    assert "study gan-mnist: 12 trials (12 complete)" in result.stdout
+    assert "study gan-mnist: 6 trials (6 complete)" in result.stdout
     trials = trials_of(url)
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 12
-    assert len({tuple(sorted(t.params.items())) for t in trials}) == 12, (
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 6, (
         "two workers drew the same parameters"
     )
 

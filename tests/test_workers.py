@@ -56,9 +56,7 @@ def test_three_local_workers_on_one_sqlite_study_complete_all_trials(tmp_path):
     assert "study gan-mnist: 6 trials (6 complete)" in result.stdout
     trials = trials_of(url)
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
-    assert len({tuple(sorted(t.params.items())) for t in trials}) == 6, (
-        "two workers drew the same parameters"
-    )
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 6, "two workers drew the same parameters"
 
 
 @pytest.mark.slow

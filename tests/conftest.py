@@ -4,7 +4,7 @@ feature network, validation statistics) are built once and reused by every test 
 ``GENOPT_TEST_HOME=DIR`` uses DIR instead (created if missing) and keeps it, so a machine without
 network access can run the suite on data and caches placed there beforehand.
 
-Tests that only read a finished study share one (``tiny_study``, ``tiny_export``), trained once per
+Tests that only read a finished study share one (``tiny_study``), trained once per
 session by the real ``genopt`` console script. Tests that run studies, trials or CLI subprocesses are
 marked ``slow`` (``make test-fast`` leaves them out; ``make test`` runs everything).
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -63,17 +62,3 @@ def tiny_study(tmp_path_factory) -> TinyStudy:
     made = genopt("study", *args, "--trials", "4", "--enqueue", "lr=1e-3,batch_size=64,noise_dim=64")
     assert made.returncode == 0, made.stderr
     return TinyStudy(url, name, args, made.stdout, made.stderr)
-
-
-@pytest.fixture(scope="session")
-def tiny_export(tiny_study, tmp_path_factory) -> Path:
-    """``tiny_study``'s top-2 mixture ensemble exported by ``genopt ensemble`` (.pt beside its .json)."""
-    from cli_runner import genopt
-
-    path = tmp_path_factory.mktemp("tiny-export") / "tiny.pt"
-    made = genopt(
-        "ensemble", "--study", tiny_study.name, "--storage", tiny_study.url, "--top-k", "2",
-        "--mode", "mixture", "--out", str(path),
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
-    return path

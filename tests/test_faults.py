@@ -25,8 +25,9 @@ from optuna.trial import TrialState
 from PIL import Image
 
 from genopt import paths
+from genopt.checkpoints import load_trial_checkpoint
 from genopt.ensemble.build import load_members
-from genopt.study.artifacts import kept_checkpoints, load_checkpoint
+from genopt.study.artifacts import kept_checkpoints
 from genopt.study.heartbeat import HEARTBEAT_ATTR, HeartbeatJournalStorage
 from genopt.study.storage import artifact_store, open_storage
 
@@ -138,7 +139,7 @@ def test_a_full_artifact_store_fails_one_trial_stops_cleanly_and_resumes(tmp_pat
                     elif meta.mimetype == "text/csv":
                         assert list(csv.DictReader(line.decode() for line in f))[0]["epoch"] == "1"
                     else:
-                        _, metadata = load_checkpoint(f, name=f"trial {t.number}'s checkpoint")
+                        _, metadata = load_trial_checkpoint(f, name=f"trial {t.number}'s checkpoint")
                         assert metadata["trial_number"] == t.number
         assert {p.name for p in store_dir.iterdir()} == listed
         assert set(kept_checkpoints(study, store)) == {0, 1}
@@ -239,4 +240,4 @@ def test_a_journal_worker_killed_mid_trial_is_retried_and_no_finished_trial_is_l
     store = artifact_store(store_dir)
     for t in (trials[0], trials[2]):
         with store.open_reader(t.user_attrs["checkpoint"]) as f:
-            assert load_checkpoint(f, name="checkpoint")[1]["trial_number"] == t.number
+            assert load_trial_checkpoint(f, name="checkpoint")[1]["trial_number"] == t.number

@@ -12,6 +12,7 @@ import optuna
 import pytest
 import torch
 
+from genopt.checkpoints import load_trial_checkpoint
 from genopt.ensemble.build import load_members
 from genopt.metrics import EVAL_NOISE_SEED, Scores
 from genopt.spec import Param, StudySpec
@@ -72,7 +73,7 @@ def test_a_trial_whose_objective_rises_after_epoch_2_keeps_epoch_2(mnist, tmp_pa
 
     store = artifact_store(tmp_path / "artifacts")
     with store.open_reader(trial.user_attrs[A.CHECKPOINT_ATTR]) as f:
-        generator, metadata = A.load_checkpoint(f, name="checkpoint")
+        generator, metadata = load_trial_checkpoint(f, name="checkpoint")
     assert metadata["epoch"] == 2
     drawn = generator.sample(PROBE_LABELS, generator=torch.Generator().manual_seed(EVAL_NOISE_SEED))
     assert torch.equal(drawn, script.drawn[1]), "the checkpoint is not epoch 2's generator"

@@ -19,13 +19,13 @@ from cli_runner import genopt, run_main
 from mnist_subsets import write_class_subset
 
 from genopt.augment import augmentations, diffaugment, flip_rotate
+from genopt.checkpoints import save_trial_checkpoint
 from genopt.ensemble.build import EnsembleBuild, Member
 from genopt.ensemble.export import save_ensemble
 from genopt.ensemble.generator import EnsembleGenerator
 from genopt.errors import GenoptError
 from genopt.spec import StudySpec, spec_from_dict
 from genopt.step import adam, train_step
-from genopt.study.artifacts import save_checkpoint
 from genopt.study.warm import read_init
 from genopt.train import build_models, train
 from genopt.warmstart import WarmStart, describe, warm_start
@@ -167,7 +167,7 @@ def checkpoint10(mnist, tmp_path_factory) -> Path:
     """A 10-class MNIST cGAN trial checkpoint, with its discriminator."""
     result = train(TINY.run_config({}, seed=0), mnist, device="cpu")
     path = tmp_path_factory.mktemp("checkpoint") / "mnist10.pt"
-    save_checkpoint(str(path), result.generator, discriminator=result.discriminator, epoch=1)
+    save_trial_checkpoint(str(path), result.generator, discriminator=result.discriminator, epoch=1)
     return path
 
 

@@ -8,7 +8,7 @@ import torch
 from cli_runner import genopt
 from optuna.trial import TrialState
 
-from genopt.study.artifacts import CHECKPOINT_FORMAT
+from genopt.checkpoints import TRIAL_FORMAT
 from genopt.study.storage import artifact_store
 
 QUICK = ["--trials", "2", "--epochs", "1", "--train-limit", "2000", "--fid-samples", "1000", "--no-progress"]
@@ -27,7 +27,7 @@ def check_trial_checkpoint(trial, objective: str, num_classes: int) -> None:
         assert key in trial.user_attrs
     with artifact_store().open_reader(trial.user_attrs["checkpoint"]) as f:
         checkpoint = torch.load(f, weights_only=True)
-    assert checkpoint["format"] == CHECKPOINT_FORMAT
+    assert checkpoint["format"] == TRIAL_FORMAT
     assert checkpoint["scores"][objective] == trial.value == trial.user_attrs[objective]
     assert checkpoint["epoch"] == trial.user_attrs["best_epoch"]
     assert trial.intermediate_values[checkpoint["epoch"]] == trial.value

@@ -26,17 +26,12 @@ from optuna.artifacts import ArtifactMeta, FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
-from genopt.checkpoints import TRIAL_FORMAT, load_trial_checkpoint, save_trial_checkpoint
+from genopt.checkpoints import save_trial_checkpoint
 from genopt.errors import GenoptError
 from genopt.grid import save_grid
 from genopt.metrics.scores import SCORES
 from genopt.models import Discriminator, Generator
 from genopt.study import optuna_private
-
-# The names the trial checkpoint's format had here, kept for callers (tests, bench).
-CHECKPOINT_FORMAT = TRIAL_FORMAT
-save_checkpoint = save_trial_checkpoint
-load_checkpoint = load_trial_checkpoint
 
 # Trial user attributes. Artifact ids (in the study's artifact store):
 SAMPLES_ATTR = "samples"

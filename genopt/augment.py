@@ -35,10 +35,13 @@ def _chosen(n: int, p: float, generator: torch.Generator) -> torch.Tensor:
     return torch.rand(n, generator=generator) < p
 
 
-def translate(images: torch.Tensor, shift_h: torch.Tensor, shift_w: torch.Tensor) -> torch.Tensor:
-    """Each image moved by whole pixels (shift (N,) ints per axis), zeros shifted in; differentiable."""
+def translate(
+    images: torch.Tensor, shift_h: torch.Tensor, shift_w: torch.Tensor, *, fill: float = 0.0
+) -> torch.Tensor:
+    """Each image moved by whole pixels (shift (N,) ints per axis), ``fill`` shifted in (DiffAugment's
+    zeros by default); differentiable."""
     n, _, h, w = images.shape
-    padded = F.pad(images, (1, 1, 1, 1)).permute(0, 2, 3, 1)
+    padded = F.pad(images, (1, 1, 1, 1), value=fill).permute(0, 2, 3, 1)
     rows = (torch.arange(h, device=images.device) + shift_h[:, None] + 1).clamp(0, h + 1)
     cols = (torch.arange(w, device=images.device) + shift_w[:, None] + 1).clamp(0, w + 1)
     batch = torch.arange(n, device=images.device)[:, None, None]

@@ -77,7 +77,7 @@ class FidEvaluator:
         self.device = default_device(device)
         self.batch_size = batch_size
         self.feature_net = feature_network(dataset, version=feature_version, device=self.device)
-        self.feature_version = feature_version
+        self.feature_version = self.feature_net.version
         self.validation_accuracy: float = self.feature_net.validation_accuracy
         self.metric = FrechetInceptionDistance(feature=self.feature_net, reset_real_features=False)
         self.metric.to(self.device)

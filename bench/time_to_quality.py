@@ -1,0 +1,272 @@
+"""Time to quality: the minutes a cGAN study takes to hold a generator that draws the requested class
+as reliably as real images are classified, with intra-FID near the floor.
+
+For each candidate spec and seed it runs what a user runs, ``genopt study`` and then ``genopt
+ensemble`` through the console script (on this machine's CPU cores, or its GPU when there is one),
+the study stopped at ``--trials`` or at ``--budget`` minutes, whichever comes first. The clock
+starts when the command is launched, so start-up counts. After every finished trial it takes the
+best trial so far (by the study's objective) and checks the quality bar:
+
+- its label accuracy, by genopt's feature network, is at least that network's own accuracy on
+  validation images minus 1 point, and
+- its intra-FID is at most 3x the intra-FID floor (the test split against validation).
+
+Per candidate and seed it prints the minutes to the bar (``inf`` when the budget ran out first),
+the best trial, and the exported ensemble's validation and test scores; ``--grids DIR`` keeps each
+export's sample grid (one row per class). Candidates: ``default`` (``studies/cgan.toml`` as
+shipped), ``article`` (``studies/cgan-article.toml``, the article's MLPs), ``kind-choice`` (the
+default with ``kind`` searched between ``mlp`` and ``dcgan``), or a path to any spec.
+
+Headlines, the last lines, for the shipped default over its seeds: ``ttq_minutes`` (the slowest
+seed's minutes to the bar) and ``ttq_label_accuracy`` (the lowest exported validation label
+accuracy). ``--quick`` checks the yardstick end to end in a few minutes: 2 one-epoch trials on
+4,096 training images, 1,000 samples a score; its bar is not expected to be met.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import harness
+import optuna
+
+from genopt.data import load_dataset
+from genopt.metrics import FidEvaluator
+from genopt.study.stored import FEATURE_ACCURACY_ATTR, study_feature_version
+
+SHIPPED = harness.ROOT / "studies" / "cgan.toml"
+CANDIDATES = {
+    "default": SHIPPED,
+    "article": harness.ROOT / "studies" / "cgan-article.toml",
+    "kind-choice": None,  # the default plus a [search.params.kind] table, written per run
+}
+LABEL_ACCURACY_MARGIN = 0.01  # the bar: the feature net's own validation accuracy minus 1 point
+INTRA_FID_FACTOR = 3.0  # ... and intra-FID within 3x the floor
+GENOPT = Path(sys.executable).parent / "genopt"
+
+
+@dataclass
+class Point:
+    """One finished trial: minutes since launch and the best trial so far."""
+
+    minutes: float
+    trial: int
+    best_trial: int
+    label_accuracy: float
+    intra_fid: float
+    met: bool
+
+
+@dataclass
+class Run:
+    candidate: str
+    seed: int
+    points: list[Point] = field(default_factory=list)
+    minutes: float = 0.0  # the study command's wall time
+    stopped: str = "trials"  # or "budget"
+    export: dict = field(default_factory=dict)  # the export's JSON
+    bar: tuple[float, float] = (math.nan, math.nan)  # least label accuracy, most intra-FID
+
+    @property
+    def ttq(self) -> float:
+        return next((p.minutes for p in self.points if p.met), math.inf)
+
+
+def spec_file(candidate: str, folder: Path) -> Path:
+    """The spec a candidate runs: a shipped file, a path, or ``kind-choice`` written into ``folder``."""
+    if candidate == "kind-choice":
+        path = folder / "cgan-kind-choice.toml"
+        path.write_text(SHIPPED.read_text() + '\n[search.params.kind]\nchoices = ["mlp", "dcgan"]\n')
+        return path
+    path = CANDIDATES.get(candidate) or Path(candidate)
+    if not path.is_file():
+        sys.exit(f"time_to_quality: no spec {path} for candidate {candidate!r}")
+    return path
+
+
+def bar(study: optuna.Study) -> tuple[float, float]:
+    """The quality bar of a study's feature network: (least label accuracy, most intra-FID)."""
+    evaluator = FidEvaluator(
+        load_dataset("mnist"), device="cpu", feature_version=study_feature_version(study)
+    )
+    accuracy = study.user_attrs[FEATURE_ACCURACY_ATTR]
+    return accuracy - LABEL_ACCURACY_MARGIN, INTRA_FID_FACTOR * evaluator.intra_floor()
+
+
+def points(
+    study: optuna.Study, launched: datetime.datetime, least_accuracy: float, most_intra: float
+) -> list[Point]:
+    """The finished trials in the order they finished, each with the best trial so far and whether
+    that one meets the bar."""
+    sign = 1 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1
+    done = sorted(
+        (t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.datetime_complete),
+        key=lambda t: t.datetime_complete,
+    )
+    out, best = [], None
+    for t in done:
+        scored = t.state == optuna.trial.TrialState.COMPLETE and "label_accuracy" in t.user_attrs
+        if scored and (best is None or sign * t.value < sign * best.value):
+            best = t
+        if best is None:
+            continue
+        accuracy, intra = best.user_attrs["label_accuracy"], best.user_attrs["intra_fid"]
+        minutes = (t.datetime_complete - launched).total_seconds() / 60
+        met = accuracy >= least_accuracy and intra <= most_intra
+        out.append(Point(minutes, t.number, best.number, accuracy, intra, met))
+    return out
+
+
+def run_one(candidate: str, seed: int, args, folder: Path) -> Run:
+    """One study of ``candidate`` at ``seed``, stopped at the trials or the budget, then its export."""
+    name = f"ttq-{Path(candidate).stem}-s{seed}"
+    storage = f"sqlite:///{folder / 'ttq.db'}"
+    common = ["--storage", storage, "--artifact-dir", str(folder / "artifacts")]
+    command = [str(GENOPT), "study", "--model", "cgan", "--spec", str(spec_file(candidate, folder))]
+    command += ["--study", name, "--trials", str(args.trials), "--seed", str(seed), *common]
+    if args.quick:
+        command += ["--epochs", "1", "--train-limit", "4096", "--fid-samples", "1000"]
+    run = Run(candidate, seed)
+    log = (folder / f"{name}.log").open("w")
+    launched = datetime.datetime.now()
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        process.wait(timeout=args.budget * 60)
+    except subprocess.TimeoutExpired:
+        run.stopped = "budget"
+        process.send_signal(signal.SIGINT)  # genopt records the running trial as interrupted
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    run.minutes = (datetime.datetime.now() - launched).total_seconds() / 60
+    log.close()
+    if run.stopped == "trials" and process.returncode != 0:
+        sys.exit(f"time_to_quality: {' '.join(command)} failed; see {log.name}")
+    study = optuna.load_study(study_name=name, storage=storage)
+    run.bar = bar(study)
+    run.points = points(study, launched, *run.bar)
+    out = folder / f"{name}.pt"
+    ensemble = [str(GENOPT), "ensemble", "--study", name, "--out", str(out), *common]
+    if args.quick:
+        ensemble += ["--fid-samples", "1000"]
+    done = subprocess.run(ensemble, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"{name}: genopt ensemble failed: {done.stderr.strip().splitlines()[-1:]}", flush=True)
+        return run
+    run.export = json.loads(out.with_suffix(".json").read_text())
+    if args.grids is not None:
+        args.grids.mkdir(parents=True, exist_ok=True)
+        grid = args.grids / f"ttq_{Path(candidate).stem}_s{seed}.png"
+        subprocess.run(
+            [str(GENOPT), "sample", "--checkpoint", str(out), "--n", "100", "--out", str(grid)], check=True
+        )
+    return run
+
+
+def exported(run: Run, split: str, score: str) -> float:
+    """A score of the exported generator (the mode ``genopt ensemble`` chose) on ``split``."""
+    if not run.export:
+        return math.nan
+    return run.export["scores"][run.export["mode"]][split].get(score, math.nan)
+
+
+def main() -> None:
+    p = harness.parser(__doc__)
+    p.add_argument(
+        "--candidates", default="default,article,kind-choice", help="comma-separated names or spec paths"
+    )
+    p.add_argument("--seeds", default="0,1", help="comma-separated study seeds (default 0,1)")
+    p.add_argument("--trials", type=int, default=20, help="trials per study (default 20)")
+    p.add_argument("--budget", type=float, default=45.0, help="minutes per study at most (default 45)")
+    p.add_argument("--grids", type=Path, help="write each export's sample grid into this folder")
+    p.add_argument("--keep", type=Path, help="keep the studies and exports in this folder")
+    args = p.parse_args()
+    if args.quick:
+        args.trials, args.budget, args.seeds = 2, 6.0, "0"
+    report = harness.Report("Time to quality: minutes to a cGAN as faithful as real images", args)
+    if args.threads is not None:
+        # the studies run in their own processes: torch reads this when it starts
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    candidates = [c.strip() for c in args.candidates.split(",") if c.strip()]
+    runs: list[Run] = []
+    for candidate in candidates:
+        for seed in (int(s) for s in args.seeds.split(",")):
+            with tempfile.TemporaryDirectory(prefix="genopt-ttq-") as tmp:
+                folder = args.keep / f"{Path(candidate).stem}-s{seed}" if args.keep else Path(tmp)
+                folder.mkdir(parents=True, exist_ok=True)
+                run = run_one(candidate, seed, args, folder)
+            runs.append(run)
+            print(
+                f"{candidate} seed {seed}: ttq {run.ttq:.1f} min, "
+                f"{len(run.points)} trials in {run.minutes:.1f} min",
+                flush=True,
+            )
+
+    report.add(
+        f"Each study: `genopt study --model cgan --spec SPEC --trials {args.trials} --seed S`, "
+        f"stopped at {args.budget:g} minutes if still running, then `genopt ensemble` (top 5, mode "
+        "auto). The bar: the best trial's label accuracy >= the feature net's validation accuracy - "
+        f"{LABEL_ACCURACY_MARGIN:.2f}, and its intra-FID <= {INTRA_FID_FACTOR:g}x the intra-FID floor."
+        + (" Quick: 2 trials of 1 epoch on 4,096 images, 1,000 samples a score." if args.quick else ""),
+        "",
+    )
+    bars = sorted({r.bar for r in runs if not math.isnan(r.bar[0])})
+    report.add(
+        "Here the bar is "
+        + "; ".join(f"label accuracy >= {a:.4f} and intra-FID <= {i:.2f}" for a, i in bars)
+        + ".",
+        "",
+    )
+    rows = []
+    for r in runs:
+        last = r.points[-1] if r.points else None
+        rows.append(
+            [
+                r.candidate,
+                r.seed,
+                "inf" if math.isinf(r.ttq) else f"{r.ttq:.1f}",
+                f"{len(r.points)} ({r.stopped})",
+                f"{r.minutes:.1f}",
+                f"{last.best_trial}: {last.label_accuracy:.4f} / {last.intra_fid:.2f}" if last else "-",
+                f"{exported(r, 'validation', 'label_accuracy'):.4f} / "
+                f"{exported(r, 'validation', 'intra_fid'):.2f}",
+                f"{exported(r, 'test', 'label_accuracy'):.4f} / {exported(r, 'test', 'fid'):.2f}",
+            ]
+        )
+    report.table(
+        [
+            "candidate",
+            "seed",
+            "ttq minutes",
+            "trials finished",
+            "study minutes",
+            "best trial: label acc / intra-FID",
+            "export val label acc / intra-FID",
+            "export test label acc / FID",
+        ],
+        rows,
+    )
+    shipped = [r for r in runs if r.candidate in ("default", str(SHIPPED))]
+    if shipped:
+        report.headline("ttq_minutes", max(r.ttq for r in shipped), "{:.1f}")
+        report.headline(
+            "ttq_label_accuracy", min(exported(r, "validation", "label_accuracy") for r in shipped), "{:.4f}"
+        )
+    else:
+        report.skip("the headlines", "they are the shipped default's, and it was not among the candidates")
+    report.finish()
+
+
+if __name__ == "__main__":
+    main()

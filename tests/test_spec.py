@@ -17,8 +17,8 @@ OLD_STUDY = Path(__file__).parent / "data" / "old_cgan_study"
 
 
 @pytest.mark.parametrize("model", ["gan", "cgan"])
-def test_shipped_specs_are_the_articles_defaults(model):
-    spec = load_spec(f"studies/{model}.toml")
+def test_the_article_specs_are_the_built_in_defaults(model):
+    spec = load_spec(f"studies/{model}-article.toml")
     assert spec == StudySpec(model=model)
     assert {p.name: (p.low, p.high, p.log, p.step) for p in spec.params} == {
         "lr": (1e-5, 1e-1, True, None),
@@ -27,11 +27,30 @@ def test_shipped_specs_are_the_articles_defaults(model):
     }
     assert (spec.beta1, spec.beta2) == (0.5, 0.999)
     assert spec.fid_samples == 10_000
+
+
+@pytest.mark.parametrize("model", ["gan", "cgan"])
+def test_the_default_specs_are_the_small_dcgan_where_it_learns(model):
+    spec, article = load_spec(f"studies/{model}.toml"), StudySpec(model=model)
+    changed = {f.name for f in FIELDS if getattr(spec, f.name) != getattr(article, f.name)}
+    assert changed == {"max_epochs", "kind", "generator_channels", "discriminator_channels"}
+    assert (spec.kind, spec.generator_channels, spec.discriminator_channels) == ("dcgan", (64, 32), (32, 64))
+    assert spec.max_epochs == 15
+    assert {p.name: (p.low, p.high, p.log, p.step) for p in spec.params} == {
+        "lr": (8e-4, 3e-3, True, None),
+        "batch_size": (32, 96, False, None),
+        "noise_dim": (50, 200, False, None),
+    }
+
+
+@pytest.mark.parametrize("name", ["gan", "cgan", "gan-article", "cgan-article"])
+def test_the_shipped_files_list_the_levers(name):
     # the levers are listed in the shipped files, so their defaults are documented where they are set
-    text = Path(f"studies/{model}.toml").read_text()
-    for name in ("ema_decay", "conditioning", "spectral_norm", "objective", "select_epoch"):
-        assert f"\n{name} = " in text, name
-    assert spec.objective_name == ("intra_fid" if model == "cgan" else "fid")
+    text = Path(f"studies/{name}.toml").read_text()
+    for field in ("ema_decay", "conditioning", "spectral_norm", "objective", "select_epoch", "kind"):
+        assert f"\n{field} = " in text, field
+    model = load_spec(f"studies/{name}.toml").model
+    assert load_spec(f"studies/{name}.toml").objective_name == ("intra_fid" if model == "cgan" else "fid")
 
 
 def test_a_spec_adds_to_and_replaces_the_default_search_space(tmp_path):

@@ -1,0 +1,44 @@
+"""bench/time_to_quality.py's yardstick read on a real finished study: one point per finished trial, in
+the order they finished, each with the best trial so far, and the bar met exactly when that trial's
+label accuracy and intra-FID are both within it."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import time_to_quality as ttq  # noqa: E402
+
+pytestmark = pytest.mark.slow  # reads the session's tiny study, made by the console script
+
+
+def test_points_follow_the_best_trial_and_the_bar(tiny_study):
+    study = optuna.load_study(study_name=tiny_study.name, storage=tiny_study.url)
+    trials = [t for t in study.trials if t.state.is_finished()]
+    first = min(t.datetime_start for t in trials)
+    launched = first - datetime.timedelta(minutes=1)
+
+    loose = ttq.points(study, launched, 0.0, math.inf)
+    assert len(loose) == len(trials)
+    assert [p.minutes for p in loose] == sorted(p.minutes for p in loose)
+    assert all(p.minutes > 1.0 for p in loose)  # counted from the launch, not from the first trial
+    assert all(p.met for p in loose)
+    best = study.best_trial
+    assert loose[-1].best_trial == best.number
+    assert loose[-1].label_accuracy == best.user_attrs["label_accuracy"]
+    assert loose[-1].intra_fid == best.user_attrs["intra_fid"]
+    # the best so far never gets worse
+    values = [study.trials[p.best_trial].value for p in loose]
+    assert values == sorted(values, reverse=True)
+
+    accuracy = best.user_attrs["label_accuracy"]
+    assert not ttq.points(study, launched, accuracy + 1e-6, math.inf)[-1].met
+    assert not ttq.points(study, launched, 0.0, best.user_attrs["intra_fid"] * 0.999)[-1].met
+    run = ttq.Run("default", 0, points=ttq.points(study, launched, 2.0, math.inf))
+    assert run.ttq == math.inf

@@ -34,11 +34,11 @@ def test_the_default_specs_are_the_small_dcgan_where_it_learns(model):
     spec, article = load_spec(f"studies/{model}.toml"), StudySpec(model=model)
     changed = {f.name for f in FIELDS if getattr(spec, f.name) != getattr(article, f.name)}
     assert changed == {"max_epochs", "kind", "generator_channels", "discriminator_channels"}
-    assert (spec.kind, spec.generator_channels, spec.discriminator_channels) == ("dcgan", (64, 32), (32, 64))
+    assert (spec.kind, spec.generator_channels, spec.discriminator_channels) == ("dcgan", (96, 48), (48, 96))
     assert spec.max_epochs == 15
     assert {p.name: (p.low, p.high, p.log, p.step) for p in spec.params} == {
-        "lr": (8e-4, 3e-3, True, None),
-        "batch_size": (32, 96, False, None),
+        "lr": (8e-4, 2.5e-3, True, None),
+        "batch_size": (32, 64, False, None),
         "noise_dim": (50, 200, False, None),
     }
 

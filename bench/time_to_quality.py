@@ -138,7 +138,14 @@ def run_one(candidate: str, seed: int, args, folder: Path) -> Run:
     run = Run(candidate, seed)
     log = (folder / f"{name}.log").open("w")
     launched = datetime.datetime.now()
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    # SIGINT's default action in the study, even when this runs from a background job (which a shell
+    # starts with SIGINT ignored, and a child inherits): the budget's Ctrl-C must reach it.
+    process = subprocess.Popen(
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         process.wait(timeout=args.budget * 60)
     except subprocess.TimeoutExpired:
@@ -155,7 +162,8 @@ def run_one(candidate: str, seed: int, args, folder: Path) -> Run:
         sys.exit(f"time_to_quality: {' '.join(command)} failed; see {log.name}")
     study = optuna.load_study(study_name=name, storage=storage)
     run.bar = bar(study)
-    run.points = points(study, launched, *run.bar)
+    # a trial that ends while the interrupted study winds down is past the budget
+    run.points = [p for p in points(study, launched, *run.bar) if p.minutes <= args.budget]
     out = folder / f"{name}.pt"
     ensemble = [str(GENOPT), "ensemble", "--study", name, "--out", str(out), *common]
     if args.quick:

@@ -21,7 +21,7 @@ PORT ?= 8080
 # `make export`: candidates for the ensemble (the best TOP_K trials) and how to combine them.
 TOP_K ?= 5
 MODE ?= auto
-# Anything else for `genopt study`, e.g. ARGS="--enqueue lr=2e-4,batch_size=64,noise_dim=100".
+# Anything else for `genopt study`, e.g. ARGS="--enqueue lr=1.5e-3,batch_size=48,noise_dim=100".
 ARGS ?=
 
 STUDY_ARGS := --model $(MODEL) --dataset $(DATASET) --trials $(TRIALS) --storage $(STORAGE) \

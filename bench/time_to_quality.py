@@ -41,7 +41,7 @@ import optuna
 
 from genopt.data import load_dataset
 from genopt.metrics import FidEvaluator
-from genopt.study.stored import FEATURE_ACCURACY_ATTR, study_feature_version
+from genopt.study.stored import FEATURE_ACCURACY_ATTR, SPEC_ATTR, study_feature_version
 
 SHIPPED = harness.ROOT / "studies" / "cgan.toml"
 CANDIDATES = {
@@ -95,9 +95,8 @@ def spec_file(candidate: str, folder: Path) -> Path:
 
 def bar(study: optuna.Study) -> tuple[float, float]:
     """The quality bar of a study's feature network: (least label accuracy, most intra-FID)."""
-    evaluator = FidEvaluator(
-        load_dataset("mnist"), device="cpu", feature_version=study_feature_version(study)
-    )
+    dataset = load_dataset(study.user_attrs[SPEC_ATTR]["dataset"])
+    evaluator = FidEvaluator(dataset, device="cpu", feature_version=study_feature_version(study))
     accuracy = study.user_attrs[FEATURE_ACCURACY_ATTR]
     return accuracy - LABEL_ACCURACY_MARGIN, INTRA_FID_FACTOR * evaluator.intra_floor()
 

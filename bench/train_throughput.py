@@ -1,4 +1,4 @@
-"""Training throughput: genopt's trainer against a plain re-implementation of the seed's loop.
+"""Training throughput: genopt's trainer against plain loops, the seed's MLP loop and a PyTorch DCGAN loop.
 
 The seed's loop (``seed_loop.py``: DataLoader + ToTensor, Sigmoid + BCELoss, three discriminator
 passes, for-loop Adam) and genopt's ``train`` as shipped (``studies/gan-article.toml``, in fp32 and bf16)
@@ -16,9 +16,8 @@ seed's loop at batch 64; ``train_roofline_b64``, its GFLOP/s (the seed step's FL
 its images per second) over the measured ``torch.mm`` peak of that precision;
 ``dcgan_speedup_b64``, genopt's DCGAN step in the shipped precision over the plain loop;
 ``eval_share_of_epoch``, one evaluation's seconds over those of a 50,000-image epoch and the
-evaluation after it. A CPU without native
-bf16 (``avx512_bf16`` or ``amx_bf16``) runs bf16 in emulation, many times slower: its bf16 loop is
-skipped, and said so.
+evaluation after it. A CPU without native bf16 (``avx512_bf16`` or ``amx_bf16``) runs bf16 in
+emulation, many times slower: its bf16 loops are skipped, and said so.
 """
 
 from __future__ import annotations
@@ -46,7 +45,7 @@ EPOCH_IMAGES = 50_000  # MNIST's train split, less the validation images
 
 def main() -> None:
     args = harness.parser(__doc__).parse_args()
-    report = harness.Report("Training throughput: genopt's trainer against the seed's loop", args)
+    report = harness.Report("Training throughput: genopt's trainer against plain loops", args)
     rounds, n = (3, 2048) if args.quick else (4, 4096)
     cpu = torch.device("cpu")
     dataset = load_dataset("mnist")

@@ -106,6 +106,14 @@ def test_a_resumed_study_may_change_how_it_searches_and_nothing_else():
         check_resumable(study, dataclasses.replace(StudySpec(), lr=1e-3, kind="dcgan", **how), "sha")
 
 
+def test_a_study_of_the_old_mlp_default_is_pointed_at_the_article_spec():
+    study = optuna.create_study(study_name="s")
+    study.set_user_attr(SPEC_ATTR, plain(load_spec(ROOT / "studies" / "cgan-article.toml").to_dict()))
+    with pytest.raises(GenoptError, match=r"resumes with --spec studies/cgan-article\.toml\)$"):
+        check_resumable(study, load_spec(ROOT / "studies" / "cgan.toml"), "sha")
+    check_resumable(study, load_spec(ROOT / "studies" / "cgan-article.toml"), "sha")
+
+
 def test_min_resource_is_capped_at_the_budget():
     pruner = make_pruner(StudySpec(pruner="successive_halving", min_resource=5, max_epochs=2))
     assert isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner)

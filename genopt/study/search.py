@@ -136,8 +136,14 @@ def check_resumable(study: optuna.Study, spec: StudySpec, dataset_sha256: str) -
     stored = plain(StudySpec.from_dict(stored).to_dict())
     changed = sorted(k for k in current if k not in RESUMABLE_FIELDS and stored.get(k) != current[k])
     if changed:
+        # The shipped default was the article's MLPs until the DCGAN replaced it: say where that spec is.
+        article = (
+            f" (a study of the article's MLPs resumes with --spec studies/{current['model']}-article.toml)"
+            if "kind" in changed and stored.get("kind") == "mlp"
+            else ""
+        )
         raise GenoptError(
             f"study {study.study_name!r} was made with a different {', '.join(changed)}: use the same "
             f"spec and options (genopt worker --study {study.study_name} resumes with the stored spec), "
-            "or a new --study name"
+            f"or a new --study name{article}"
         )

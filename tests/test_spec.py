@@ -49,8 +49,8 @@ def test_the_shipped_files_list_the_levers(name):
     text = Path(f"studies/{name}.toml").read_text()
     for field in ("ema_decay", "conditioning", "spectral_norm", "objective", "select_epoch", "kind"):
         assert f"\n{field} = " in text, field
-    model = load_spec(f"studies/{name}.toml").model
-    assert load_spec(f"studies/{name}.toml").objective_name == ("intra_fid" if model == "cgan" else "fid")
+    spec = load_spec(f"studies/{name}.toml")
+    assert spec.objective_name == ("intra_fid" if spec.model == "cgan" else "fid")
 
 
 def test_a_spec_adds_to_and_replaces_the_default_search_space(tmp_path):

@@ -106,12 +106,17 @@ def test_a_resumed_study_may_change_how_it_searches_and_nothing_else():
         check_resumable(study, dataclasses.replace(StudySpec(), lr=1e-3, kind="dcgan", **how), "sha")
 
 
-def test_a_study_of_the_old_mlp_default_is_pointed_at_the_article_spec():
+def test_a_study_of_a_shipped_spec_is_pointed_at_that_file():
     study = optuna.create_study(study_name="s")
     study.set_user_attr(SPEC_ATTR, plain(load_spec(ROOT / "studies" / "cgan-article.toml").to_dict()))
     with pytest.raises(GenoptError, match=r"resumes with --spec studies/cgan-article\.toml\)$"):
         check_resumable(study, load_spec(ROOT / "studies" / "cgan.toml"), "sha")
     check_resumable(study, load_spec(ROOT / "studies" / "cgan-article.toml"), "sha")
+    # a spec no shipped file matches gets no file named: that file would be refused too
+    custom = dataclasses.replace(load_spec(ROOT / "studies" / "cgan-article.toml"), generator_widths=(64,))
+    study.set_user_attr(SPEC_ATTR, plain(custom.to_dict()))
+    with pytest.raises(GenoptError, match=r"or a new --study name$"):
+        check_resumable(study, load_spec(ROOT / "studies" / "cgan.toml"), "sha")
 
 
 def test_min_resource_is_capped_at_the_budget():

@@ -10,12 +10,13 @@ by field with the current one, and only the fields below may differ.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import optuna
 
 from genopt.errors import GenoptError
 from genopt.files import plain
-from genopt.spec import FIELDS, StudySpec
+from genopt.spec import FIELDS, StudySpec, load_spec
 from genopt.study import optuna_private
 from genopt.study.pruners import PRUNERS, BehindBestPruner, completes_stops
 from genopt.study.samplers import SAMPLERS
@@ -136,14 +137,24 @@ def check_resumable(study: optuna.Study, spec: StudySpec, dataset_sha256: str) -
     stored = plain(StudySpec.from_dict(stored).to_dict())
     changed = sorted(k for k in current if k not in RESUMABLE_FIELDS and stored.get(k) != current[k])
     if changed:
-        # The shipped default was the article's MLPs until the DCGAN replaced it: say where that spec is.
-        article = (
-            f" (a study of the article's MLPs resumes with --spec studies/{current['model']}-article.toml)"
-            if "kind" in changed and stored.get("kind") == "mlp"
-            else ""
-        )
+        # A study made with a shipped spec that is no longer the default (the article's MLPs were,
+        # until the DCGAN): name the file that resumes it.
+        shipped = _shipped_spec_of(stored)
+        hint = f" (the study's spec is {shipped}'s: it resumes with --spec {shipped})" if shipped else ""
         raise GenoptError(
             f"study {study.study_name!r} was made with a different {', '.join(changed)}: use the same "
             f"spec and options (genopt worker --study {study.study_name} resumes with the stored spec), "
-            f"or a new --study name{article}"
+            f"or a new --study name{hint}"
         )
+
+
+def _shipped_spec_of(stored: dict) -> Path | None:
+    """The spec file in this checkout's ``studies/`` whose non-resumable fields are ``stored``'s, if any."""
+    for path in sorted(Path("studies").glob("*.toml")):
+        try:
+            shipped = plain(load_spec(path).to_dict())
+        except GenoptError:
+            continue
+        if all(shipped.get(k) == v for k, v in stored.items() if k not in RESUMABLE_FIELDS):
+            return path
+    return None

@@ -121,12 +121,13 @@ def dcgan(report: harness.Report, args, dataset, precisions: list[str], default:
     cpu = torch.device("cpu")
     plain_dcgan_epoch(config("fp32"), dataset, 256)  # warm-up
     loops = {"plain": lambda: n / plain_dcgan_epoch(config("fp32"), dataset, n)}
+    warmed = {}  # each precision's warm-up run; its generator is what the evaluation times
     for p in precisions:
-        train(dataclasses.replace(config(p), train_limit=256), dataset, device=cpu)
+        warmed[p] = train(dataclasses.replace(config(p), train_limit=256), dataset, device=cpu)
         loops[f"genopt {p}"] = lambda p=p: n / train(config(p), dataset, device=cpu).epochs[0].seconds
     speed = harness.alternate(loops, rounds)
     evaluator = FidEvaluator(dataset, device=cpu)
-    generator = train(dataclasses.replace(config(default), train_limit=256), dataset, device=cpu).generator
+    generator = warmed[precisions[0]].generator
     evaluate_generator(evaluator, generator, 500)  # warm-up
     evaluation = min(
         harness.timed(lambda: evaluate_generator(evaluator, generator, spec.fid_samples)) for _ in range(2)

@@ -32,7 +32,7 @@ STUDY_ARGS := --model $(MODEL) --dataset $(DATASET) --trials $(TRIALS) --storage
 
 $(BIN)/genopt: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev,postgres]'
+	$(BIN)/pip install --quiet -e '.[dev,postgres,s3]'
 	touch $@
 
 venv: $(BIN)/genopt

@@ -38,7 +38,7 @@ def mnist():
 @dataclass(frozen=True)
 class TinyStudy:
     """A finished tiny cGAN study on MNIST in its own SQLite file, its artifacts in the default store
-    (``genopt.study.storage.artifact_store()``). Read it, never add to it."""
+    (``genopt.study.stores.artifact_store()``). Read it, never add to it."""
 
     url: str
     name: str
@@ -51,12 +51,12 @@ class TinyStudy:
 def tiny_study(tmp_path_factory) -> TinyStudy:
     """4 cGAN trials of one epoch on 2,000 images, scored on 1,000 samples; trial 0 an enqueued
     baseline of parameters that learn."""
-    from cli_runner import genopt
+    from cli_runner import article_spec, genopt
 
     folder = tmp_path_factory.mktemp("tiny-study")
     url, name = f"sqlite:///{folder / 'tiny.db'}", "tiny-cgan"
     args = (
-        "--model", "cgan", "--study", name, "--storage", url, "--epochs", "1", "--train-limit", "2000",
+        *article_spec("cgan"), "--study", name, "--storage", url, "--epochs", "1", "--train-limit", "2000",
         "--fid-samples", "1000",
     )  # fmt: skip
     made = genopt("study", *args, "--trials", "4", "--enqueue", "lr=1e-3,batch_size=64,noise_dim=64")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from cli_runner import GENOPT, genopt
+from cli_runner import GENOPT, article_spec, genopt
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
@@ -29,7 +29,8 @@ from genopt.checkpoints import load_trial_checkpoint
 from genopt.ensemble.build import load_members
 from genopt.study.artifacts import kept_checkpoints
 from genopt.study.heartbeat import HEARTBEAT_ATTR, HeartbeatJournalStorage
-from genopt.study.storage import artifact_store, open_storage
+from genopt.study.storage import open_storage
+from genopt.study.stores import artifact_store
 
 # Fixed batch size and noise size, so every trial's files are the same size give or take the PNG's
 # compression, and a store sized in trials fills at a known trial.
@@ -194,7 +195,18 @@ def test_a_journal_worker_killed_mid_trial_is_retried_and_no_finished_trial_is_l
     log = tmp_path / "kill.log"
     url = f"journal:///{log}"
     store_dir = tmp_path / "store"
-    command = [GENOPT, "study", "--storage", url, "--artifact-dir", str(store_dir), "--trials", "2", *TINY]
+    command = [
+        GENOPT,
+        "study",
+        *article_spec(),
+        "--storage",
+        url,
+        "--artifact-dir",
+        str(store_dir),
+        "--trials",
+        "2",
+        *TINY,
+    ]
     # The test hook in genopt/study/objective.py holds trial 1, running, until the kill.
     pause = tmp_path / "trial-1-running"
     paused = {"GENOPT_TEST_PAUSE_TRIAL": "1", "GENOPT_TEST_PAUSE_FILE": str(pause)}
@@ -223,6 +235,7 @@ def test_a_journal_worker_killed_mid_trial_is_retried_and_no_finished_trial_is_l
     assert observer._get_stale_trial_ids(study_of(url)._study_id) == [live._trial_id]
     again = genopt(
         "study",
+        *article_spec(),
         "--storage",
         url,
         "--artifact-dir",

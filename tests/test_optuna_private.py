@@ -18,7 +18,8 @@ from optuna.artifacts import ArtifactMeta, get_all_artifact_meta
 
 import genopt
 from genopt.study import optuna_private
-from genopt.study.storage import artifact_store, open_storage
+from genopt.study.storage import open_storage
+from genopt.study.stores import artifact_store
 
 MODULE = Path(optuna_private.__file__)
 # A trial asked for outside study.optimize, on a storage with heartbeats: nothing here beats.

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cli_runner import genopt, run_main
+from cli_runner import article_spec, genopt, run_main
 from mnist_subsets import write_class_subset
 
 from genopt.data.idx import IDX_NAMES, write_idx
@@ -43,7 +43,7 @@ def test_study_ensemble_sample_report_on_own_data_without_repeating_where_it_is(
     shutil.copytree(digits04, data)
     db = f"sqlite:///{tmp_path / 'own.db'}"
     study = genopt(
-        "study", "--model", "cgan", "--data-dir", str(data), "--dataset", "digits04", "--study", "own",
+        "study", *article_spec("cgan"), "--data-dir", str(data), "--dataset", "digits04", "--study", "own",
         "--storage", db, "--trials", "2", "--epochs", "1", "--fid-samples", "500", "--no-progress",
         "--enqueue", "lr=1e-3,batch_size=64,noise_dim=64", "--artifact-dir", str(tmp_path / "artifacts"),
     )  # fmt: skip
@@ -76,7 +76,7 @@ def test_data_that_differs_from_the_studys_is_refused_in_one_line(digits04, mnis
     shutil.copytree(digits04, data)
     db = f"sqlite:///{tmp_path / 'own.db'}"
     study = genopt(
-        "study", "--model", "gan", "--data-dir", str(data), "--dataset", "digits04", "--study", "own",
+        "study", *article_spec(), "--data-dir", str(data), "--dataset", "digits04", "--study", "own",
         "--storage", db, "--trials", "1", "--epochs", "1", "--fid-samples", "500", "--no-progress",
     )  # fmt: skip
     assert study.returncode == 0, study.stderr

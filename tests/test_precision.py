@@ -65,7 +65,7 @@ def test_a_study_with_precision_auto_records_the_precision_each_trial_used(
         study_name="auto",
         storage_url=f"sqlite:///{tmp_path / 'auto.db'}",
         progress=False,
-        artifact_dir=tmp_path / "artifacts",
+        artifact_store=tmp_path / "artifacts",
     )
     assert [t.user_attrs["precision"] for t in result.study.trials] == [expected] * 2
     assert result.study.user_attrs["spec"]["precision"] == "auto"

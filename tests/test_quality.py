@@ -20,7 +20,7 @@ from genopt.study import artifacts as A
 from genopt.study.objective import Objective
 from genopt.study.progress import best_trial
 from genopt.study.search import make_pruner, make_sampler
-from genopt.study.storage import artifact_store
+from genopt.study.stores import artifact_store
 
 TINY = StudySpec(
     model="cgan",

@@ -25,7 +25,8 @@ from sqlalchemy import event
 from genopt.study import optuna_private
 from genopt.study.runner import optimize
 from genopt.study.search import DRAWN_ATTR, DistinctSampler
-from genopt.study.storage import artifact_store, open_storage
+from genopt.study.storage import open_storage
+from genopt.study.stores import artifact_store
 
 STUDY = "race"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from cli_runner import genopt
+from cli_runner import article_spec, genopt
 
 from genopt.report.figures import FIGURES
 
@@ -20,7 +20,7 @@ def study_url(tmp_path_factory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('report') / 'report.db'}"
     # A baseline trained to the full budget, so the curves have lines and one trial completes.
     result = genopt(
-        "study", "--model", "cgan", "--storage", url, "--study", "report-test", "--trials", "2",
+        "study", *article_spec("cgan"), "--storage", url, "--study", "report-test", "--trials", "2",
         "--epochs", "2", "--train-limit", "2000", "--fid-samples", "1000", "--no-progress",
         "--enqueue", "lr=1e-3,batch_size=64,noise_dim=64",
     )  # fmt: skip

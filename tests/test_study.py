@@ -9,7 +9,7 @@ from cli_runner import genopt
 from optuna.trial import TrialState
 
 from genopt.checkpoints import TRIAL_FORMAT
-from genopt.study.storage import artifact_store
+from genopt.study.stores import artifact_store
 
 QUICK = ["--trials", "2", "--epochs", "1", "--train-limit", "2000", "--fid-samples", "1000", "--no-progress"]
 # For what does not depend on how well a trial learns.

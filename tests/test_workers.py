@@ -11,14 +11,15 @@ import time
 import optuna
 import pytest
 import torch
-from cli_runner import GENOPT, genopt
+from cli_runner import GENOPT, article_spec, genopt
 from optuna.trial import TrialState
 from pg_server import PostgresUnavailable, postgres_server
 
-from genopt.study.storage import artifact_store, open_storage
+from genopt.study.storage import open_storage
+from genopt.study.stores import artifact_store
 from genopt.study.workers import shares
 
-TINY = ["--epochs", "1", "--train-limit", "1000", "--fid-samples", "500", "--no-progress"]
+TINY = [*article_spec(), "--epochs", "1", "--train-limit", "1000", "--fid-samples", "500", "--no-progress"]
 # Short heartbeats, so a killed worker's trial is found stale within seconds.
 FAST_HEARTBEAT = {"GENOPT_HEARTBEAT_INTERVAL": "1", "GENOPT_HEARTBEAT_GRACE": "4"}
 

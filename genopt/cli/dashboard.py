@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from genopt.cli.options import add_storage
+from genopt.cli.options import add_artifact_store, add_storage
 
 
 def add_parser(subparsers) -> None:
@@ -17,12 +16,12 @@ def add_parser(subparsers) -> None:
     )
     add_storage(p)
     p.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
-    p.add_argument("--artifact-dir", type=Path, help="artifact store folder (default storage/artifacts)")
+    add_artifact_store(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from genopt.report.dashboard import serve
 
-    serve(storage_url=args.storage, port=args.port, artifact_dir=args.artifact_dir)
+    serve(storage_url=args.storage, port=args.port, artifact_store=args.artifact_store)
     return 0

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from genopt.cli.options import add_artifact_dir, add_data_dir, add_storage, positive_int
+from genopt.cli.options import add_artifact_store, add_data_dir, add_storage, positive_int
 
 if TYPE_CHECKING:
     from genopt.metrics.scores import ScoreInfo
@@ -36,7 +36,7 @@ def add_parser(subparsers) -> None:
         "--fid-samples", type=positive_int, help="generated images per score (default: the study's)"
     )
     add_data_dir(p)
-    add_artifact_dir(p)
+    add_artifact_store(p)
     p.set_defaults(handler=run)
 
 
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         torch_export=args.torch_export,
         fid_samples=args.fid_samples,
         data_dir=args.data_dir,
-        artifact_dir=args.artifact_dir,
+        artifact_store=args.artifact_store,
     )
     print(summary(result))
     return 0

@@ -22,14 +22,18 @@ def add_storage(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", help="Optuna storage URL (default sqlite:///storage/genopt.db)")
 
 
-def add_artifact_dir(parser: argparse.ArgumentParser, *, writes: bool = False) -> None:
-    """The ``--artifact-dir DIR`` option: where trials store (or stored) their checkpoints and grids."""
+def add_artifact_store(parser: argparse.ArgumentParser, *, writes: bool = False) -> None:
+    """``--artifact-store URL``: where trials keep (or kept) their checkpoints, grids and histories; a
+    folder, or ``s3://BUCKET/PREFIX`` (``genopt.study.stores``). ``--artifact-dir`` is its old name."""
     help_text = (
-        "artifact store folder (default storage/artifacts)"
+        "a folder, or s3://BUCKET/PREFIX with the endpoint and credentials from the environment "
+        "(AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...) (default: the study's own, else storage/artifacts)"
         if writes
-        else "the study's artifact store, if it moved (default: the folder the study wrote to)"
+        else "the study's artifact store, if it moved (default: the store the study wrote to)"
     )
-    parser.add_argument("--artifact-dir", type=Path, help=help_text)
+    parser.add_argument(
+        "--artifact-store", "--artifact-dir", dest="artifact_store", metavar="URL", help=help_text
+    )
 
 
 def add_data_dir(parser: argparse.ArgumentParser, *, writes: bool = False) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from genopt.cli.options import add_artifact_dir, add_storage
+from genopt.cli.options import add_artifact_store, add_storage
 
 
 def add_parser(subparsers) -> None:
@@ -18,7 +18,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--study", required=True, help="study name, e.g. cgan-mnist")
     add_storage(p)
     p.add_argument("--out", type=Path, help="report folder (default storage/reports/<study>)")
-    add_artifact_dir(p)
+    add_artifact_store(p)
     p.add_argument(
         "--export", type=Path, help="the study's ensemble .pt (default storage/exports/<study>.pt)"
     )
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         study_name=args.study,
         storage_url=args.storage,
         out_dir=args.out,
-        artifact_dir=args.artifact_dir,
+        artifact_store=args.artifact_store,
         export=args.export,
     )
     print(index)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from genopt.cli.options import add_artifact_dir, add_data_dir, add_storage, add_workers, positive_int
+from genopt.cli.options import add_artifact_store, add_data_dir, add_storage, add_workers, positive_int
 from genopt.errors import GenoptError
 from genopt.spec import MODELS, SEARCHABLE, find_spec, parse_value
 
@@ -37,7 +37,7 @@ def add_parser(subparsers) -> None:
         "(e.g. lr=2e-4,batch_size=64,noise_dim=100); repeatable",
     )
     add_workers(p)
-    add_artifact_dir(p, writes=True)
+    add_artifact_store(p, writes=True)
     p.add_argument(
         "--init-from",
         type=Path,
@@ -106,14 +106,14 @@ def run(args: argparse.Namespace) -> int:
             spec_path=spec_path,
             data_dir=args.data_dir,
             storage_url=args.storage,
-            artifact_dir=args.artifact_dir,
+            artifact_store=args.artifact_store,
             enqueue=args.enqueue,
             init_from=args.init_from,
             init_member=args.init_member,
         ),
         workers=args.workers,
         workers_per_gpu=args.workers_per_gpu,
-        artifact_dir=args.artifact_dir,
+        artifact_store=args.artifact_store,
         init_from=args.init_from,
         init_member=args.init_member,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from genopt.cli.options import add_artifact_dir, add_data_dir, add_storage, positive_int
+from genopt.cli.options import add_artifact_store, add_data_dir, add_storage, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -19,7 +19,7 @@ def add_parser(subparsers) -> None:
     add_storage(p)
     p.add_argument("--trials", type=positive_int, required=True, help="trials this worker runs")
     add_data_dir(p)
-    add_artifact_dir(p)
+    add_artifact_store(p)
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: all)")
     # Set by genopt study --workers: the workers it starts draw from different sampler seeds.
     p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         storage_url=args.storage,
         trials=args.trials,
         data_dir=args.data_dir,
-        artifact_dir=args.artifact_dir,
+        artifact_store=args.artifact_store,
         # Workers on other machines start with the same study size: the process id parts them.
         worker=args.worker_index if args.worker_index is not None else os.getpid(),
         progress=False if args.no_progress else None,

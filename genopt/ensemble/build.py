@@ -127,7 +127,7 @@ def build_ensemble(
     fid_samples: int | None = None,
     rounds: int = 25,
     data_dir: Path | None = None,
-    artifact_dir: Path | None = None,
+    artifact_store: str | Path | None = None,
 ) -> EnsembleBuild:
     """Combine the study's ``top_k`` best generators, score best single / mean / mixture, choose.
 
@@ -139,7 +139,8 @@ def build_ensemble(
         fid_samples: generated images per evaluation; default the study's own budget.
         rounds: rounds of greedy mixture selection.
         data_dir: the study's IDX folder, when it moved; default where the study found its data.
-        artifact_dir: the study's artifact store, when it moved; default the one it wrote to.
+        artifact_store: the study's artifact store (a folder or ``s3://`` URL), when it moved;
+            default the one it wrote to.
 
     Raises:
         GenoptError: bad input, a missing study, no usable checkpoint, or other data than the study's.
@@ -151,7 +152,7 @@ def build_ensemble(
     if fid_samples is not None and fid_samples < 2:
         raise GenoptError(f"--fid-samples must be at least 2, got {fid_samples}")
     study = load_existing_study(study_name, storage_url)
-    members = load_members(study, study_artifact_store(study, artifact_dir), top_k=top_k)
+    members = load_members(study, study_artifact_store(study, artifact_store), top_k=top_k)
     spec = stored_spec(study)
     dataset = study_dataset(study, data_dir)
     n = fid_samples or spec.fid_samples

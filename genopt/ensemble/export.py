@@ -145,7 +145,7 @@ def export_ensemble(
     torch_export: bool = False,
     fid_samples: int | None = None,
     data_dir: Path | None = None,
-    artifact_dir: Path | None = None,
+    artifact_store: str | Path | None = None,
 ) -> Export:
     """Build the study's ensemble (``genopt.ensemble.build_ensemble``) and save it.
 
@@ -169,7 +169,7 @@ def export_ensemble(
         storage_url=storage_url,
         fid_samples=fid_samples,
         data_dir=data_dir,
-        artifact_dir=artifact_dir,
+        artifact_store=artifact_store,
     )
     description = save_ensemble(build, path=path, torch_export=torch_export)
     return Export(build, path, description)

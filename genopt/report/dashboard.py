@@ -1,7 +1,9 @@
 """Serve optuna-dashboard on a study storage, with the artifact store attached, on this machine only.
 
 The dashboard shows a trial's image artifacts (its sample grid) inline and its CSV artifacts (its
-per-epoch history) as tables only when it is given the same artifact store the trials wrote to.
+per-epoch history) as tables only when it is given the same artifact store the trials wrote to: the
+one named, else the one the storage's studies recorded (a folder or an S3 bucket), else
+``storage/artifacts``. optuna-dashboard serves them at ``/artifacts/<study>/<trial>/<artifact id>``.
 """
 
 from __future__ import annotations
@@ -9,10 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import optuna
 import optuna_dashboard
 
 from genopt.errors import GenoptError
-from genopt.study.storage import artifact_store, open_storage
+from genopt.study import stores
+from genopt.study.storage import open_storage
+from genopt.study.stored import ARTIFACT_DIR_ATTR, ARTIFACT_STORE_ATTR
 
 HOST = "127.0.0.1"
 
@@ -23,20 +28,24 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def make_dashboard_server(
-    *, storage_url: str | None = None, port: int = 8080, artifact_dir: Path | None = None
+    *, storage_url: str | None = None, port: int = 8080, artifact_store: str | Path | None = None
 ) -> tuple[WSGIServer, str]:
     """A wsgiref server for optuna-dashboard, bound to 127.0.0.1, and the URL to open.
 
     Args:
         storage_url: an Optuna RDB URL; default ``sqlite:///storage/genopt.db``.
         port: the port to listen on; 0 picks a free one.
-        artifact_dir: the ``FileSystemArtifactStore`` folder; default ``storage/artifacts``.
+        artifact_store: a folder or ``s3://BUCKET/PREFIX``; default the one the storage's studies
+            recorded when they agree, else ``storage/artifacts``.
 
     Raises:
-        GenoptError: the storage cannot be opened or the port cannot be bound.
+        GenoptError: the storage cannot be opened, the artifact store cannot be used, or the port
+            cannot be bound.
     """
     storage = open_storage(storage_url)
-    app = optuna_dashboard.wsgi(storage, artifact_store=artifact_store(artifact_dir))
+    if artifact_store is None:
+        artifact_store = recorded_store(storage)
+    app = optuna_dashboard.wsgi(storage, artifact_store=stores.artifact_store(artifact_store))
     try:
         server = make_server(HOST, port, app, handler_class=_QuietHandler)
     except OSError as exc:
@@ -46,9 +55,20 @@ def make_dashboard_server(
     return server, f"http://{HOST}:{server.server_port}/dashboard"
 
 
-def serve(*, storage_url: str | None = None, port: int = 8080, artifact_dir: Path | None = None) -> None:
+def recorded_store(storage) -> str | None:
+    """The artifact store every study in ``storage`` recorded, None when they name none or several."""
+    stores = {
+        s.user_attrs.get(ARTIFACT_STORE_ATTR, s.user_attrs.get(ARTIFACT_DIR_ATTR))
+        for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+    }
+    return stores.pop() if len(stores) == 1 else None
+
+
+def serve(
+    *, storage_url: str | None = None, port: int = 8080, artifact_store: str | Path | None = None
+) -> None:
     """Serve the dashboard until interrupted, after printing its URL."""
-    server, url = make_dashboard_server(storage_url=storage_url, port=port, artifact_dir=artifact_dir)
+    server, url = make_dashboard_server(storage_url=storage_url, port=port, artifact_store=artifact_store)
     print(f"optuna-dashboard on {url} (Ctrl-C stops it)", flush=True)
     try:
         server.serve_forever()

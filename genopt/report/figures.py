@@ -79,7 +79,7 @@ def write_report(
     study_name: str,
     storage_url: str | None = None,
     out_dir: Path | None = None,
-    artifact_dir: Path | None = None,
+    artifact_store: str | Path | None = None,
     export: Path | None = None,
 ) -> Path:
     """Write ``out_dir/index.html`` and its figures for ``study_name``; return the HTML's path.
@@ -88,14 +88,15 @@ def write_report(
         study_name: the study to report on.
         storage_url: an Optuna RDB URL; default ``sqlite:///storage/genopt.db``.
         out_dir: the report folder; default ``storage/reports/<study>``.
-        artifact_dir: the study's artifact store, when it moved; default the one it wrote to.
+        artifact_store: the study's artifact store (a folder or ``s3://`` URL), when it moved;
+            default the one it wrote to.
         export: the study's ensemble export (``.pt``); default ``storage/exports/<study>.pt``.
 
     Raises:
         GenoptError: the storage cannot be opened or holds no such study.
     """
     study = load_existing_study(study_name, storage_url)
-    store = study_artifact_store(study, artifact_dir)
+    store = study_artifact_store(study, artifact_store)
     out_dir = Path(out_dir) if out_dir is not None else paths.reports_dir() / study_name
     out_dir.mkdir(parents=True, exist_ok=True)
 

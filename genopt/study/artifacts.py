@@ -6,7 +6,10 @@ The generator checkpoint's format is ``genopt.checkpoints``' (``save_trial_check
 Uploads write the file first and name it in the trial afterwards, so a store that fills up (or a
 worker killed mid-write) never leaves a trial pointing at a partial file: the partial file is
 removed, the trial ends FAIL with a one-line ``reason``, and the ``ArtifactStoreFull`` error stops
-the run with the same line.
+the run with the same line. An object store (``genopt.study.stores``) that fails an upload fails
+that trial alone (``ArtifactStoreUnavailable``, its ``reason`` says why); the next trial tries again.
+
+The store is any of Optuna's artifact stores: ``open_reader``, ``write`` and ``remove``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import optuna
-from optuna.artifacts import ArtifactMeta, FileSystemArtifactStore
+from optuna.artifacts import ArtifactMeta
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
@@ -32,6 +35,7 @@ from genopt.grid import save_grid
 from genopt.metrics.scores import SCORES
 from genopt.models import Discriminator, Generator
 from genopt.study import optuna_private
+from genopt.study.stores import S3ArtifactStore, artifact_exists
 
 # Trial user attributes. Artifact ids (in the study's artifact store):
 SAMPLES_ATTR = "samples"
@@ -77,9 +81,11 @@ class ArtifactStoreFull(GenoptError):
     """The artifact store's filesystem is full: no later trial could keep its files either."""
 
 
-def upload_trial_artifacts(
-    trial: optuna.Trial, store: FileSystemArtifactStore, generator: Generator, history: Sequence[dict]
-) -> None:
+class ArtifactStoreUnavailable(GenoptError):
+    """An object store refused or dropped an upload: this trial fails, the next one tries again."""
+
+
+def upload_trial_artifacts(trial: optuna.Trial, store, generator: Generator, history: Sequence[dict]) -> None:
     """Upload the trial's sample grid (PNG) and history (CSV); name them in its user attributes.
 
     Raises:
@@ -95,7 +101,7 @@ def upload_trial_artifacts(
 
 def upload_checkpoint(
     trial: optuna.Trial,
-    store: FileSystemArtifactStore,
+    store,
     generator: Generator,
     *,
     discriminator: Discriminator | None = None,
@@ -115,7 +121,7 @@ def upload_checkpoint(
     return artifact_id
 
 
-def upload(trial: optuna.Trial, store: FileSystemArtifactStore, path: str, mimetype: str) -> str:
+def upload(trial: optuna.Trial, store, path: str, mimetype: str) -> str:
     """``optuna.artifacts.upload_artifact`` in the safe order: the whole file first, then its name.
 
     Optuna names the artifact in the trial before writing it, so a write that fails half-way would
@@ -123,6 +129,7 @@ def upload(trial: optuna.Trial, store: FileSystemArtifactStore, path: str, mimet
 
     Raises:
         ArtifactStoreFull: no space left (ENOSPC) or over quota (EDQUOT); the trial's ``reason`` says so.
+        ArtifactStoreUnavailable: an object store failed the upload; the trial's ``reason`` says so.
     """
     artifact_id = str(uuid.uuid4())
     try:
@@ -136,6 +143,13 @@ def upload(trial: optuna.Trial, store: FileSystemArtifactStore, path: str, mimet
         reason = _store_full_reason(store, os.path.getsize(path), os.path.basename(path))
         trial.set_user_attr(REASON_ATTR, reason)
         raise ArtifactStoreFull(f"trial {trial.number} failed: {reason}") from None
+    except Exception as exc:
+        if not isinstance(store, S3ArtifactStore):
+            raise
+        # botocore's errors; an object is whole or absent, so nothing partial is left to remove
+        reason = " ".join(f"artifact store failed: {store.location.url}: {type(exc).__name__}: {exc}".split())
+        trial.set_user_attr(REASON_ATTR, reason)
+        raise ArtifactStoreUnavailable(f"trial {trial.number} failed: {reason}") from None
     meta = ArtifactMeta(
         artifact_id=artifact_id, filename=os.path.basename(path), mimetype=mimetype, encoding=None
     )
@@ -143,7 +157,7 @@ def upload(trial: optuna.Trial, store: FileSystemArtifactStore, path: str, mimet
     return artifact_id
 
 
-def _store_full_reason(store: FileSystemArtifactStore, needed: int, filename: str) -> str:
+def _store_full_reason(store, needed: int, filename: str) -> str:
     folder = optuna_private.artifact_store_folder(store)
     try:
         free = f"{shutil.disk_usage(folder).free} bytes free" if folder is not None else "no space"
@@ -152,7 +166,7 @@ def _store_full_reason(store: FileSystemArtifactStore, needed: int, filename: st
     where = folder if folder is not None else "the artifact store"
     return (
         f"artifact store full: {free} in {where}, {filename} needs {needed}: free space there "
-        "(or move the folder to a larger disk and pass its new place as --artifact-dir), then rerun"
+        "(or move the folder to a larger disk and pass its new place as --artifact-store), then rerun"
     )
 
 
@@ -161,7 +175,7 @@ def feasible(trial: FrozenTrial) -> bool:
     return trial.state == TrialState.COMPLETE and not trial.user_attrs.get(INFEASIBLE_ATTR, False)
 
 
-def kept_checkpoints(study: optuna.Study, store: FileSystemArtifactStore) -> dict[int, str]:
+def kept_checkpoints(study: optuna.Study, store) -> dict[int, str]:
     """Trial number -> artifact id of every feasible COMPLETE trial whose checkpoint is still stored."""
     kept = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
@@ -169,21 +183,28 @@ def kept_checkpoints(study: optuna.Study, store: FileSystemArtifactStore) -> dic
         if artifact_id is None or not feasible(t):
             continue
         try:
-            store.open_reader(artifact_id).close()
-        except Exception:  # removed by retention, or the store moved
+            if not artifact_exists(store, artifact_id):  # removed by retention
+                continue
+        except Exception:  # the store moved, or is unreachable
             continue
         kept[t.number] = artifact_id
     return kept
 
 
-def retain_best(store: FileSystemArtifactStore, keep: int):
+def retain_best(store, keep: int):
     """A ``study.optimize`` callback that removes all but the ``keep`` best trials' checkpoints."""
 
     def callback(study: optuna.Study, _: FrozenTrial) -> None:
         kept = kept_checkpoints(study, store)
         ranked = sorted(kept, key=lambda number: study.trials[number].value)
         for number in ranked[keep:]:
-            with contextlib.suppress(ArtifactNotFound):  # another worker removed it first
+            try:
                 store.remove(kept[number])
+            except ArtifactNotFound:  # another worker removed it first
+                pass
+            except Exception:
+                if not isinstance(store, S3ArtifactStore):
+                    raise
+                return  # an object store that failed now: the next trial's callback removes it
 
     return callback

@@ -20,6 +20,7 @@ from genopt.study.stored import (
     INIT_ATTR,
     SPEC_ATTR,
 )
+from genopt.study.stores import ArtifactLocation
 
 
 def study_note(study_name: str, user_attrs: dict[str, Any], command: str | None = None) -> str:
@@ -100,7 +101,7 @@ def reproduce_command(
     spec_path: Path | None = None,
     data_dir: Path | None = None,
     storage_url: str | None = None,
-    artifact_dir: Path | None = None,
+    artifact_store: str | None = None,
     enqueue: Sequence[str] = (),
     init_from: Path | None = None,
     init_member: int | None = None,
@@ -113,8 +114,8 @@ def reproduce_command(
         words += ["--data-dir", str(data_dir)]
     if storage_url is not None:
         words += ["--storage", storage_url]
-    if artifact_dir is not None:
-        words += ["--artifact-dir", str(artifact_dir)]
+    if artifact_store is not None:  # a folder or an s3:// URL, never its credentials
+        words += ["--artifact-store", ArtifactLocation.parse(artifact_store).url]
     words += ["--trials", str(trials), "--epochs", str(spec.max_epochs), "--seed", str(spec.seed)]
     words += ["--fid-samples", str(spec.fid_samples)]
     if spec.train_limit is not None:

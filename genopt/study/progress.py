@@ -59,7 +59,7 @@ def trial_line(trial: FrozenTrial) -> str:
     line = f"trial {trial.number:>3}  {state:<8}  {scores}  {ran}  {format_params(trial.params)}"
     if trial.user_attrs.get(artifacts.INFEASIBLE_ATTR):
         return f"{line}  (below min_label_accuracy)"
-    reason = trial.user_attrs.get(artifacts.STOP_REASON_ATTR)
+    reason = trial.user_attrs.get(artifacts.STOP_REASON_ATTR) or trial.user_attrs.get(artifacts.REASON_ATTR)
     return f"{line}  ({reason})" if reason else line
 
 

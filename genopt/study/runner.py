@@ -22,7 +22,6 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
-from genopt import paths
 from genopt.data import load_dataset
 from genopt.device import default_device
 from genopt.errors import GenoptError
@@ -31,14 +30,15 @@ from genopt.metrics import FidEvaluator
 from genopt.metrics.features import FEATURE_VERSION
 from genopt.metrics.scores import SCORES
 from genopt.spec import StudySpec
-from genopt.study.artifacts import BASELINE_ATTR, retain_best
+from genopt.study import stores
+from genopt.study.artifacts import BASELINE_ATTR, ArtifactStoreUnavailable, retain_best
 from genopt.study.note import study_note
 from genopt.study.objective import Objective
 from genopt.study.progress import TrialProgress
 from genopt.study.search import check_resumable, make_pruner, make_sampler
-from genopt.study.storage import artifact_store, load_existing_study, open_storage, resolve_url
+from genopt.study.storage import load_existing_study, open_storage, resolve_url
 from genopt.study.stored import (
-    ARTIFACT_DIR_ATTR,
+    ARTIFACT_STORE_ATTR,
     DATASET_ATTR,
     FEATURE_ACCURACY_ATTR,
     FEATURE_VERSION_ATTR,
@@ -47,7 +47,7 @@ from genopt.study.stored import (
     SPEC_ATTR,
     dataset_record,
     stored_spec,
-    study_artifact_dir,
+    study_artifact_location,
     study_dataset,
     study_feature_version,
 )
@@ -86,7 +86,7 @@ def run_study(
     progress: bool | None = None,
     command: str | None = None,
     workers: int = 1,
-    artifact_dir: Path | None = None,
+    artifact_store: str | Path | None = None,
     workers_per_gpu: int | None = None,
     init_from: Path | None = None,
     init_member: int | None = None,
@@ -104,7 +104,8 @@ def run_study(
             trial is printed anyway.
         command: the command line that makes this study, written into the study note.
         workers: processes that share the ``trials`` (each gets its share of CPU threads, or a GPU).
-        artifact_dir: the artifact store's folder (default ``storage/artifacts``).
+        artifact_store: where trials keep their files: a folder or ``s3://BUCKET/PREFIX``
+            (``genopt.study.stores``); default the study's own, else ``storage/artifacts``.
         workers_per_gpu: local workers placed on each GPU, in order, the rest on the CPU (default:
             the workers share every GPU round-robin); see ``genopt.study.workers.worker_gpus``.
         init_from: a trial checkpoint or ensemble export whose weights every trial starts from
@@ -133,6 +134,11 @@ def run_study(
         existing = None
     if existing is not None:
         check_resumable(existing, spec, dataset.sha256)
+        location = study_artifact_location(existing, artifact_store)
+    else:
+        location = stores.ArtifactLocation.parse(artifact_store)
+    # Checked (an S3 bucket: one bounded request) before anything is written.
+    store = stores.artifact_store(location)
     if init_member is not None and init_from is None:
         raise GenoptError("--init-member picks a member of the ensemble that --init-from names: give both")
     for config in spec.architectures():  # a size the networks cannot take is refused here, in one line
@@ -160,9 +166,7 @@ def run_study(
     if existing is None:
         study.set_user_attr(SPEC_ATTR, plain(spec.to_dict()))
         study.set_user_attr(DATASET_ATTR, dataset_record(dataset, data_dir))
-        folder = Path(artifact_dir or paths.artifacts_dir()).resolve()
-        folder.mkdir(parents=True, exist_ok=True)
-        study.set_user_attr(ARTIFACT_DIR_ATTR, str(folder))
+        study.set_user_attr(ARTIFACT_STORE_ATTR, location.url)
         study.set_user_attr(FID_FLOOR_ATTR, floor)
         study.set_user_attr(FEATURE_ACCURACY_ATTR, evaluator.validation_accuracy)
         study.set_user_attr(FEATURE_VERSION_ATTR, version)
@@ -174,9 +178,7 @@ def run_study(
     for params in enqueue:
         study.enqueue_trial(params, user_attrs={BASELINE_ATTR: True})
 
-    artifact_dir = study_artifact_dir(study, artifact_dir)
     if workers == 1:
-        store = artifact_store(artifact_dir)
         objective = Objective(spec, dataset, evaluator, store, device, init=init)
         optimize(study, objective, trials=trials, store=store, keep=spec.keep_checkpoints, progress=progress)
     else:
@@ -186,7 +188,7 @@ def run_study(
             storage_url=storage_url,
             trials=trials,
             data_dir=data_dir,
-            artifact_dir=artifact_dir,
+            artifact_store=location,
             per_gpu=workers_per_gpu,
         )
         study = optuna.load_study(study_name=study_name, storage=storage)
@@ -202,10 +204,11 @@ def optimize(
     keep: int,
     progress: bool | None,
 ) -> None:
-    """Run ``trials`` trials of ``study`` in this process; a trial out of memory fails alone.
+    """Run ``trials`` trials of ``study`` in this process; a trial out of memory, or whose upload an
+    object store failed (``ArtifactStoreUnavailable``, its ``reason`` in its line), fails alone.
 
-    A ``GenoptError`` from a trial (the artifact store is full) ends that trial as FAIL and stops
-    the run; the CLI prints it as one line, so Optuna's own warning with a traceback is dropped.
+    Any other ``GenoptError`` from a trial (the artifact store is full) ends that trial as FAIL and
+    stops the run; the CLI prints it as one line, so Optuna's own warning with a traceback is dropped.
 
     A trial taken over while this process stalled (no heartbeat for the grace period, so another
     worker failed it as stale and queued it again) counts as one of the ``trials``: this says so in
@@ -225,7 +228,7 @@ def optimize(
                     study.optimize(
                         watch,
                         n_trials=trials - watch.done,
-                        catch=(torch.OutOfMemoryError,),
+                        catch=(torch.OutOfMemoryError, ArtifactStoreUnavailable),
                         callbacks=[watch.told, retain_best(store, keep), progress_callback],
                     )
                     return
@@ -327,7 +330,7 @@ def run_worker(
     storage_url: str | None,
     trials: int,
     data_dir: Path | None = None,
-    artifact_dir: Path | None = None,
+    artifact_store: str | Path | None = None,
     worker: int = 0,
     progress: bool | None = None,
 ) -> StudyResult:
@@ -353,7 +356,7 @@ def run_worker(
     name_metric(study, spec)
     study.sampler = make_sampler(spec, n_existing=len(study.trials), worker=worker, distinct=True)
     study.pruner = make_pruner(spec)
-    store = artifact_store(study_artifact_dir(study, artifact_dir))
+    store = stores.artifact_store(study_artifact_location(study, artifact_store))
     objective = Objective(spec, dataset, evaluator, store, device, init=init)
     optimize(study, objective, trials=trials, store=store, keep=spec.keep_checkpoints, progress=progress)
     return StudyResult(study, evaluator.floor(), evaluator.validation_accuracy)

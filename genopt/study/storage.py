@@ -27,7 +27,6 @@ from datetime import datetime
 from pathlib import Path
 
 import optuna
-from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
@@ -204,10 +203,3 @@ def load_existing_study(study_name: str, storage_url: str | None = None) -> optu
             f"no study {study_name!r} in {resolve_url(storage_url)} (studies: {names}): "
             f"make it with genopt study --study {study_name}"
         ) from None
-
-
-def artifact_store(base_path: Path | None = None) -> FileSystemArtifactStore:
-    """The artifact store for checkpoints; every machine that sees this folder sees the same ids."""
-    base_path = base_path or paths.artifacts_dir()
-    base_path.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(base_path)

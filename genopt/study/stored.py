@@ -1,7 +1,7 @@
 """What a stored study remembers about how it was made: its spec, its data and its artifact store.
 
 ``genopt ensemble`` and ``genopt report`` read a study made earlier, maybe with ``--data-dir`` and
-``--artifact-dir``: they find both here, and the user may point them elsewhere (the same data
+``--artifact-store``: they find both here, and the user may point them elsewhere (the same data
 moved, another mount of the same store). Data whose sha256 differs from the study's is refused.
 """
 
@@ -15,10 +15,13 @@ import optuna
 from genopt.data import Dataset, load_dataset
 from genopt.errors import GenoptError
 from genopt.spec import StudySpec
-from genopt.study.storage import artifact_store
+from genopt.study.stores import ArtifactLocation, artifact_store
 
 SPEC_ATTR = "spec"
 DATASET_ATTR = "dataset"
+# Where the trials keep their artifacts: a folder or an s3:// URL, never credentials
+# (genopt.study.stores). Studies made before S3 stores recorded a folder as "artifact_dir".
+ARTIFACT_STORE_ATTR = "artifact_store"
 ARTIFACT_DIR_ATTR = "artifact_dir"
 FID_FLOOR_ATTR = "fid_floor"
 FEATURE_ACCURACY_ATTR = "feature_net_validation_accuracy"
@@ -77,21 +80,25 @@ def study_feature_version(study: optuna.Study) -> int:
     return int(study.user_attrs.get(FEATURE_VERSION_ATTR, 1))
 
 
-def study_artifact_dir(study: optuna.Study, artifact_dir: Path | None = None) -> Path | None:
-    """``artifact_dir`` when given, else the folder the study's trials wrote to (None: the default)."""
-    if artifact_dir is not None:
-        return Path(artifact_dir)
-    stored = study.user_attrs.get(ARTIFACT_DIR_ATTR)
-    if stored is None:
-        return None
-    if not Path(stored).is_dir():
+def study_artifact_location(study: optuna.Study, given: str | Path | None = None) -> ArtifactLocation:
+    """``given`` when the user passed it, else the store the study's trials wrote to (a folder of an
+    older study included), else the default folder.
+
+    Raises:
+        GenoptError: the study's folder is gone, or ``given`` is not a store genopt knows.
+    """
+    if given is not None:
+        return ArtifactLocation.parse(given)
+    stored = study.user_attrs.get(ARTIFACT_STORE_ATTR, study.user_attrs.get(ARTIFACT_DIR_ATTR))
+    location = ArtifactLocation.parse(stored)
+    if stored is not None and not location.is_s3 and not location.folder.is_dir():
         raise GenoptError(
             f"study {study.study_name!r} keeps its artifacts in {stored}, which is gone: "
-            "pass --artifact-dir with the folder's new place"
+            "pass --artifact-store with the folder's new place"
         )
-    return Path(stored)
+    return location
 
 
-def study_artifact_store(study: optuna.Study, artifact_dir: Path | None = None):
-    """The artifact store the study's trials wrote to (see ``study_artifact_dir``)."""
-    return artifact_store(study_artifact_dir(study, artifact_dir))
+def study_artifact_store(study: optuna.Study, given: str | Path | None = None):
+    """The artifact store the study's trials wrote to (see ``study_artifact_location``), checked."""
+    return artifact_store(study_artifact_location(study, given))

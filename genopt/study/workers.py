@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from genopt.errors import GenoptError
+from genopt.study.stores import ArtifactLocation
 
 
 def cpu_count() -> int:
@@ -64,15 +65,15 @@ def cuda_visible_devices(gpu: int | None, inherited: str | None) -> str:
 
 
 def worker_command(
-    *, study_name: str, storage_url: str, trials: int, index: int, threads: int, data_dir, artifact_dir
+    *, study_name: str, storage_url: str, trials: int, index: int, threads: int, data_dir, artifact_store
 ) -> list[str]:
     """The ``genopt worker`` command line of local worker ``index``."""
     words = [sys.executable, "-m", "genopt", "worker", "--study", study_name, "--storage", storage_url]
     words += ["--trials", str(trials), "--worker-index", str(index), "--threads", str(threads)]
     if data_dir is not None:
         words += ["--data-dir", str(data_dir)]
-    if artifact_dir is not None:
-        words += ["--artifact-dir", str(artifact_dir)]
+    if artifact_store is not None:  # a folder or an s3:// URL, without credentials
+        words += ["--artifact-store", artifact_store.url]
     return words + ["--no-progress"]
 
 
@@ -83,7 +84,7 @@ def spawn_local_workers(
     storage_url: str,
     trials: int,
     data_dir: Path | None = None,
-    artifact_dir: Path | None = None,
+    artifact_store: ArtifactLocation | None = None,
     per_gpu: int | None = None,
 ) -> None:
     """Run ``trials`` trials of an existing study in ``workers`` processes and wait for all of them.
@@ -110,7 +111,7 @@ def spawn_local_workers(
     threads = max(1, cpu_count() // len(split))
     processes = []
     for index, n in enumerate(split):
-        env = dict(os.environ)
+        env = dict(os.environ) | (artifact_store.environment() if artifact_store is not None else {})
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices(
                 placement[index], os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -122,7 +123,7 @@ def spawn_local_workers(
             index=index,
             threads=threads,
             data_dir=data_dir,
-            artifact_dir=artifact_dir,
+            artifact_store=artifact_store,
         )
         # A session of its own: the terminal's Ctrl-C reaches a worker only once, forwarded below,
         # so a second signal cannot interrupt the worker while it records its trial as FAIL.

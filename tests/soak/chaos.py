@@ -409,8 +409,8 @@ def count(url: str, artifacts: Path, result: Result, inspector: Inspector) -> No
     from genopt.spec import StudySpec
     from genopt.study import artifacts as trial_artifacts
     from genopt.study.search import DRAWN_ATTR
-    from genopt.study.storage import artifact_store
     from genopt.study.stored import SPEC_ATTR
+    from genopt.study.stores import artifact_store
 
     trials = list(inspector.trials())
     result.states = Counter(t.state.name for t in trials)

@@ -11,6 +11,7 @@ marked ``slow`` (``make test-fast`` leaves them out; ``make test`` runs everythi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -21,6 +22,19 @@ import pytest
 _HOME = os.environ.get("GENOPT_TEST_HOME") or tempfile.mkdtemp(prefix="genopt-test-home-")
 os.makedirs(_HOME, exist_ok=True)
 os.environ["GENOPT_HOME"] = _HOME
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL server of our own on 127.0.0.1 (tests/pg_server.py), stopped at the end of the session."""
+    from pg_server import PostgresUnavailable, postgres_server
+
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(postgres_server())
+        except PostgresUnavailable as exc:
+            pytest.skip(str(exc))
+        yield url
 
 
 @pytest.fixture(scope="session")

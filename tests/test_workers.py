@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -13,7 +12,6 @@ import pytest
 import torch
 from cli_runner import GENOPT, article_spec, genopt
 from optuna.trial import TrialState
-from pg_server import PostgresUnavailable, postgres_server
 
 from genopt.study.storage import open_storage
 from genopt.study.stores import artifact_store
@@ -71,17 +69,6 @@ def test_a_worker_joins_an_existing_study_with_its_spec(tmp_path):
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     # The worker had no spec file: it trained with the study's own budgets.
     assert all(t.user_attrs["epochs"] == 1 for t in trials)
-
-
-@pytest.fixture(scope="session")
-def postgres_url():
-    """A PostgreSQL server of our own on 127.0.0.1 (tests/pg_server.py), stopped at the end of the session."""
-    with contextlib.ExitStack() as stack:
-        try:
-            url = stack.enter_context(postgres_server())
-        except PostgresUnavailable as exc:
-            pytest.skip(str(exc))
-        yield url
 
 
 @pytest.mark.slow

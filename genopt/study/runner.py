@@ -345,6 +345,7 @@ def run_worker(
     if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
         raise GenoptError(f"the number of trials must be a positive integer, got {trials!r}")
     study = load_existing_study(study_name, storage_url)
+    store = stores.artifact_store(study_artifact_location(study, artifact_store))  # checked first
     spec = stored_spec(study)
     dataset = study_dataset(study, data_dir)
     check_resumable(study, spec, dataset.sha256)
@@ -356,7 +357,6 @@ def run_worker(
     name_metric(study, spec)
     study.sampler = make_sampler(spec, n_existing=len(study.trials), worker=worker, distinct=True)
     study.pruner = make_pruner(spec)
-    store = stores.artifact_store(study_artifact_location(study, artifact_store))
     objective = Objective(spec, dataset, evaluator, store, device, init=init)
     optimize(study, objective, trials=trials, store=store, keep=spec.keep_checkpoints, progress=progress)
     return StudyResult(study, evaluator.floor(), evaluator.validation_accuracy)

@@ -10,6 +10,7 @@ import dataclasses
 import fractions
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import optuna
@@ -26,6 +27,7 @@ from genopt.ensemble.generator import EnsembleGenerator
 from genopt.errors import GenoptError
 from genopt.spec import StudySpec, spec_from_dict
 from genopt.step import adam, train_step
+from genopt.study.stores import artifact_store
 from genopt.study.warm import read_init
 from genopt.train import build_models, train
 from genopt.warmstart import WarmStart, describe, warm_start
@@ -187,10 +189,12 @@ def test_a_warm_started_study_on_five_classes_lists_its_fresh_layers_and_workers
         "[architecture]\ngenerator_widths = [32]\ndiscriminator_widths = [32]\n"
     )
     db = f"sqlite:///{tmp_path / 'warm.db'}"
-    common = ["--storage", db, "--artifact-dir", str(tmp_path / "artifacts")]
+    common = ["--storage", db, "--artifact-store", str(tmp_path / "artifacts")]
+    source = tmp_path / "start.pt"
+    shutil.copyfile(checkpoint10, source)
     study = genopt(
         "study", "--spec", str(spec), "--data-dir", str(digits04), "--study", "warm", *common,
-        "--trials", "1", "--init-from", str(checkpoint10), "--enqueue", "lr=2e-3,batch_size=32,noise_dim=64",
+        "--trials", "1", "--init-from", str(source), "--enqueue", "lr=2e-3,batch_size=32,noise_dim=64",
         *BUDGET,
     )  # fmt: skip
     assert study.returncode == 0, study.stderr
@@ -199,14 +203,18 @@ def test_a_warm_started_study_on_five_classes_lists_its_fresh_layers_and_workers
     assert "fresh layers (shapes differ): generator net.0, discriminator net.0" in line, line
     stored = optuna.load_study(study_name="warm", storage=db)
     sha256 = hashlib.sha256(checkpoint10.read_bytes()).hexdigest()
-    assert stored.user_attrs["init"] == {
-        "path": str(checkpoint10.resolve()), "sha256": sha256, "member": None, "discriminator": True,
-    }  # fmt: skip
+    record = dict(stored.user_attrs["init"])
+    copy, copy_sha256 = record.pop("artifact"), record.pop("artifact_sha256")
+    assert record == {"path": str(source.resolve()), "sha256": sha256, "member": None, "discriminator": True}
+    # the weights are also in the study's artifact store, for machines without the file
+    with artifact_store(tmp_path / "artifacts").open_reader(copy) as f:
+        assert hashlib.sha256(f.read()).hexdigest() == copy_sha256
     assert stored.trials[0].state == optuna.trial.TrialState.COMPLETE
 
+    source.unlink()  # a worker on a machine without the file starts from the store's copy
     worker = genopt("worker", "--study", "warm", *common, "--trials", "1", "--no-progress")
     assert worker.returncode == 0, worker.stderr
-    assert any(x.startswith(f"warm start from {checkpoint10.resolve()}") for x in worker.stdout.splitlines())
+    assert any(x.startswith(f"warm start from {source.resolve()}") for x in worker.stdout.splitlines())
     # the same study resumed with another start is refused before it runs
     other = tmp_path / "other.pt"
     torch.save(torch.load(checkpoint10, weights_only=True) | {"epoch": 2}, other)

@@ -51,7 +51,7 @@ from genopt.study.stored import (
     study_dataset,
     study_feature_version,
 )
-from genopt.study.warm import check_init, read_init, study_init
+from genopt.study.warm import check_init, read_init, store_init, study_init
 from genopt.study.workers import spawn_local_workers
 from genopt.train import build_models
 
@@ -144,7 +144,7 @@ def run_study(
     for config in spec.architectures():  # a size the networks cannot take is refused here, in one line
         build_models(config, dataset)
     init = read_init(init_from, member=init_member) if init_from is not None else None
-    init = study_init(existing, init, study_name=study_name)
+    init = study_init(existing, init, study_name=study_name, store=store)
     if init is not None:
         print(check_init(spec, dataset, init), flush=True)
     n_existing = len(existing.trials) if existing is not None else 0
@@ -171,7 +171,7 @@ def run_study(
         study.set_user_attr(FEATURE_ACCURACY_ATTR, evaluator.validation_accuracy)
         study.set_user_attr(FEATURE_VERSION_ATTR, version)
         if init is not None:
-            study.set_user_attr(INIT_ATTR, init.record())
+            study.set_user_attr(INIT_ATTR, init.record() | store_init(init, store))
     name_metric(study, spec)
     if not optuna_dashboard.get_note(study):
         optuna_dashboard.save_note(study, study_note(study_name, study.user_attrs, command))
@@ -349,7 +349,7 @@ def run_worker(
     spec = stored_spec(study)
     dataset = study_dataset(study, data_dir)
     check_resumable(study, spec, dataset.sha256)
-    init = study_init(study, None, study_name=study_name)
+    init = study_init(study, None, study_name=study_name, store=store)
     if init is not None:
         print(check_init(spec, dataset, init), flush=True)
     device = default_device()

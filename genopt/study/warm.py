@@ -4,8 +4,10 @@
 or ``--init-member N``). Both are read by ``genopt.checkpoints`` with ``weights_only``; an export's
 sha256 is checked against its JSON first, by the same code as ``load_ensemble``. The study records
 the file's path and sha256 (user attribute ``init``), and every later run of it (``genopt study``
-again, ``genopt worker``) starts from the same file or refuses in one line. Loading the weights into
-the networks, layer by layer, is ``genopt.warmstart``'s, beside training.
+again, ``genopt worker``) starts from the same file or refuses in one line. The weights are also
+copied into the study's artifact store (``store_init``), so a worker on a machine without the file
+(no shared disk, an S3 store) starts from the store's copy, checked against its own sha256.
+Loading the weights into the networks, layer by layer, is ``genopt.warmstart``'s, beside training.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import optuna
 import torch
 
-from genopt.checkpoints import read_export, read_trial_checkpoint
+from genopt.checkpoints import TRIAL_FORMAT, read_export, read_trial_checkpoint
 from genopt.data import Dataset
 from genopt.errors import GenoptError
 from genopt.spec import StudySpec
@@ -94,12 +96,59 @@ def _checked(
     return WarmStart(config, state, d_config, d_state, path=str(path), sha256=sha256, member=member)
 
 
-def study_init(study: optuna.Study | None, init: WarmStart | None, *, study_name: str) -> WarmStart | None:
+def store_init(init: WarmStart, store) -> dict[str, Any]:
+    """Copy ``init``'s weights into the artifact ``store`` as a trial checkpoint; the fields that the
+    study's ``init`` record adds for it: ``artifact`` (its id) and ``artifact_sha256``."""
+    checkpoint = {
+        "format": TRIAL_FORMAT,
+        "generator_config": init.generator_config,
+        "state_dict": init.generator_state,
+    }
+    if init.discriminator_state is not None:
+        checkpoint["discriminator_config"] = init.discriminator_config
+        checkpoint["discriminator_state_dict"] = init.discriminator_state
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    data = buffer.getvalue()
+    sha256 = hashlib.sha256(data).hexdigest()
+    artifact_id = f"init-{sha256}"
+    store.write(artifact_id, io.BytesIO(data))
+    return {"artifact": artifact_id, "artifact_sha256": sha256}
+
+
+def _stored_copy(stored: dict[str, Any], store) -> WarmStart | None:
+    """The study's warm start from its artifact store's copy; None when it has none (made before copies
+    were kept) or it cannot be read."""
+    if store is None or "artifact" not in stored:
+        return None
+    try:
+        with store.open_reader(stored["artifact"]) as f:
+            data = f.read()
+    except Exception:
+        return None
+    if hashlib.sha256(data).hexdigest() != stored.get("artifact_sha256"):
+        return None
+    checkpoint = read_trial_checkpoint(io.BytesIO(data), name=f"the store's copy of {stored['path']}")
+    return _checked(
+        Path(stored["path"]),
+        checkpoint.get("generator_config"),
+        checkpoint.get("state_dict"),
+        stored["sha256"],
+        member=stored.get("member"),
+        discriminator=(checkpoint.get("discriminator_config"), checkpoint.get("discriminator_state_dict")),
+    )
+
+
+def study_init(
+    study: optuna.Study | None, init: WarmStart | None, *, study_name: str, store=None
+) -> WarmStart | None:
     """The warm start a run of ``study`` uses: the one it was made with, or ``init`` for a new one.
 
     Args:
         study: the stored study, or None when this run creates it.
         init: what ``--init-from`` names this run, or None.
+        store: the study's artifact store, whose copy of the weights is used when the file is not on
+            this machine.
 
     Raises:
         GenoptError: ``init`` is not the study's own, or the study's file is gone or changed.
@@ -118,6 +167,8 @@ def study_init(study: optuna.Study | None, init: WarmStart | None, *, study_name
             f"study {study_name!r} was warm-started from {where} (sha256 {stored['sha256'][:12]}): resume it "
             "with that file or without --init-from, or use a new --study name"
         )
+    if init is None and not Path(stored["path"]).is_file():
+        init = _stored_copy(stored, store)
     if init is None:
         try:
             init = read_init(stored["path"], member=stored.get("member"))

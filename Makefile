@@ -12,6 +12,9 @@ SPEC ?= studies/$(MODEL).toml
 # Empty means "as the spec says".
 EPOCHS ?=
 SEED ?=
+# Where trials keep checkpoints, grids and histories: empty is storage/artifacts; a folder, or
+# s3://BUCKET/PREFIX with AWS_ENDPOINT_URL and the credentials in the environment (docs/distributed.md).
+ARTIFACT_STORE ?=
 # Worker processes on this machine sharing TRIALS (each gets its share of the CPU threads).
 WORKERS ?= 1
 # Local workers placed on each GPU in turn, the rest on the CPU; empty: they share every GPU round-robin.
@@ -26,7 +29,8 @@ ARGS ?=
 
 STUDY_ARGS := --model $(MODEL) --dataset $(DATASET) --trials $(TRIALS) --storage $(STORAGE) \
 	--study $(STUDY) --spec $(SPEC) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(SEED),--seed $(SEED)) \
-	--workers $(WORKERS) $(if $(WORKERS_PER_GPU),--workers-per-gpu $(WORKERS_PER_GPU)) $(ARGS)
+	--workers $(WORKERS) $(if $(WORKERS_PER_GPU),--workers-per-gpu $(WORKERS_PER_GPU)) \
+	$(if $(ARTIFACT_STORE),--artifact-store $(ARTIFACT_STORE)) $(ARGS)
 
 .PHONY: study export dashboard test test-fast lint format venv clean-venv bench soak
 
@@ -41,7 +45,7 @@ study: $(BIN)/genopt
 	$(BIN)/genopt study $(STUDY_ARGS)
 
 dashboard: $(BIN)/genopt
-	$(BIN)/genopt dashboard --storage $(STORAGE) --port $(PORT)
+	$(BIN)/genopt dashboard --storage $(STORAGE) --port $(PORT) $(if $(ARTIFACT_STORE),--artifact-store $(ARTIFACT_STORE))
 
 # Writes storage/exports/$(STUDY).pt, .json and .pt2 (the study's best generators as one sampler).
 export: $(BIN)/genopt

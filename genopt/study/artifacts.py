@@ -41,6 +41,7 @@ from genopt.study.stores import S3ArtifactStore, artifact_exists
 SAMPLES_ATTR = "samples"
 HISTORY_ATTR = "history_csv"
 CHECKPOINT_ATTR = "checkpoint"
+ARTIFACT_ATTRS = (SAMPLES_ATTR, HISTORY_ATTR, CHECKPOINT_ATTR)
 # How the trial ran and ended:
 BASELINE_ATTR = "baseline"
 SEED_ATTR = "seed"

@@ -23,7 +23,7 @@ it "landed mid-trial" when a trial RUNNING just after it (and not stale then) st
 grace period and ended FAIL.
 
 It prints ``name=value`` lines per storage (trials by state, kills, reader runs, the counters) and
-ends with the four counters summed over the storages, each with target 0:
+ends with the five counters summed over the storages, each with target 0:
 
 - ``lost_complete``: COMPLETE trials whose history CSV or sample grid is missing or unreadable, which
   name no checkpoint, or which are among the study's ``keep_checkpoints`` best (the ones retention
@@ -35,7 +35,13 @@ ends with the four counters summed over the storages, each with target 0:
 - ``duplicate_params``: trials that ran parameters an earlier trial ran, without being its retry
   (Optuna's retry marks the new trial with the system attribute ``failed_trial``); a failed trial
   queued again more than once; a worker that exited with "Cannot tell a COMPLETE trial." (it ran a
-  trial another worker had taken too).
+  trial another worker had taken too);
+- ``dangling_artifacts``: artifacts that a trial of any state names (in its user attributes or as
+  Optuna's artifact metadata, which the dashboard lists) but the store does not hold whole, leaving
+  out the checkpoints that retention removes by design (those outside the ``keep_checkpoints`` best).
+
+``--artifact-store s3`` keeps the artifacts in S3 instead of a folder: moto's server on 127.0.0.1
+(tests/s3_server.py, as the tests start it), one bucket prefix per storage.
 
 The exit status is 1 when any counter is not 0. Every file lives in a temporary folder (``--keep DIR``
 keeps the studies' databases, artifacts, logs and reader outputs there instead).
@@ -68,6 +74,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))  # the PostgreSQL server of the tests, one copy of its start
 
 from pg_server import PostgresUnavailable, postgres_server  # noqa: E402
+from s3_server import s3_server  # noqa: E402
 
 GENOPT = str(Path(sys.executable).parent / "genopt")
 STUDY = "chaos"
@@ -117,6 +124,7 @@ class Result:
     lost_complete: list[str] = field(default_factory=list)
     zombies: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
+    dangling: list[str] = field(default_factory=list)
 
     @property
     def reader_errors(self) -> list[ReaderRun]:
@@ -128,6 +136,7 @@ class Result:
             "zombie_running": len(self.zombies),
             "reader_errors": len(self.reader_errors),
             "duplicate_params": len(self.duplicates),
+            "dangling_artifacts": len(self.dangling),
         }
 
     def lines(self) -> list[str]:
@@ -287,8 +296,8 @@ def judge(command: str, result: subprocess.CompletedProcess) -> ReaderRun:
 class Dashboard:
     """``genopt dashboard --port 0`` as a user starts it; the base URL it printed."""
 
-    def __init__(self, url: str, artifacts: Path, env: dict, logs: Path):
-        self.args = [GENOPT, "dashboard", "--storage", url, "--port", "0", "--artifact-dir", str(artifacts)]
+    def __init__(self, url: str, artifacts: str, env: dict, logs: Path):
+        self.args = [GENOPT, "dashboard", "--storage", url, "--port", "0", "--artifact-store", artifacts]
         self.env, self.logs, self.process, self.base = env, logs, None, None
         self.starts = 0
 
@@ -401,8 +410,9 @@ class Reader(threading.Thread):
 # -- the counts --------------------------------------------------------------------------------------
 
 
-def count(url: str, artifacts: Path, result: Result, inspector: Inspector) -> None:
-    """States, retries, and the four counters, from the storage and the artifact store."""
+def count(url: str, artifacts: str, result: Result, inspector: Inspector) -> None:
+    """States, retries, and the five counters, from the storage and the artifact store."""
+    import optuna
     import torch
     from optuna.trial import TrialState
 
@@ -454,6 +464,16 @@ def count(url: str, artifacts: Path, result: Result, inspector: Inspector) -> No
             if number != t.number:
                 result.lost_complete.append(f"trial {t.number}: its checkpoint is trial {number}'s")
 
+    removable = {t.user_attrs.get(trial_artifacts.CHECKPOINT_ATTR) for t in trials if t.number not in kept}
+    for t in trials:
+        named = {m.artifact_id for m in optuna.artifacts.get_all_artifact_meta(t, storage=inspector.storage)}
+        named |= {t.user_attrs[a] for a in trial_artifacts.ARTIFACT_ATTRS if a in t.user_attrs}
+        for artifact_id in sorted(named - removable):
+            if readable(artifact_id) is None:
+                result.dangling.append(
+                    f"trial {t.number} ({t.state.name}) names {artifact_id}, not in the store"
+                )
+
     for t in trials:
         if t.state == TrialState.RUNNING:
             beat = "beat" if inspector.has_heartbeat(t._trial_id) else "never beat"
@@ -488,7 +508,8 @@ def count(url: str, artifacts: Path, result: Result, inspector: Inspector) -> No
 
 def soak(storage: str, url: str, work: Path, args, rng: random.Random) -> Result:
     result = Result(storage)
-    artifacts, logs, reader_dir = work / "artifacts", work / "logs", work / "reader"
+    artifacts = f"{args.s3_url}/{storage}" if args.s3_url else str(work / "artifacts")
+    logs, reader_dir = work / "logs", work / "reader"
     for folder in (logs, reader_dir):
         folder.mkdir(parents=True, exist_ok=True)
     interval, grace = args.beats
@@ -500,8 +521,8 @@ def soak(storage: str, url: str, work: Path, args, rng: random.Random) -> Result
 
     log(f"{storage}: genopt study makes the study and runs its first trial")
     made = subprocess.run(
-        [GENOPT, "study", "--model", "gan", "--study", STUDY, "--storage", url, "--artifact-dir",
-         str(artifacts), "--trials", "1", "--seed", str(args.seed), *TINY],
+        [GENOPT, "study", "--model", "gan", "--study", STUDY, "--storage", url, "--artifact-store",
+         artifacts, "--trials", "1", "--seed", str(args.seed), *TINY],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     if made.returncode != 0:
@@ -589,7 +610,7 @@ def soak(storage: str, url: str, work: Path, args, rng: random.Random) -> Result
             f"kill {n}: at {kill.at:.0f} s, pid {kill.pid} (up {kill.age:.0f} s, {kill.finished} done) "
             f"mid-trial: {kill.mid_trial}"
         )
-    for note in result.lost_complete + result.zombies + result.duplicates:
+    for note in result.lost_complete + result.zombies + result.duplicates + result.dangling:
         log(f"  {note}")
     for run in result.reader_errors:
         log(f"  reader error: {run.what}: {run.note}")
@@ -628,6 +649,12 @@ def main() -> int:
     p.add_argument(
         "--keep", type=Path, help="keep databases, artifacts, logs and reader outputs in this folder"
     )
+    p.add_argument(
+        "--artifact-store",
+        choices=("folder", "s3"),
+        default="folder",
+        help="where trials keep their files: a folder, or S3 (moto's server on 127.0.0.1)",
+    )
     args = p.parse_args()
     args.minutes = args.minutes if args.minutes is not None else (1.3 if args.quick else 30)
     args.trials = args.trials if args.trials is not None else (6 if args.quick else 60)
@@ -638,6 +665,11 @@ def main() -> int:
     storages = ("sqlite", "postgresql") if args.storage == "both" else (args.storage,)
     began = time.monotonic()
     with contextlib.ExitStack() as stack:
+        args.s3_url = None
+        if args.artifact_store == "s3":
+            s3 = stack.enter_context(s3_server(bucket="genopt-chaos"))
+            os.environ.update(s3.env)  # the workers, readers and the counts here reach it alike
+            args.s3_url = f"s3://{s3.bucket}"
         if args.keep is not None:
             root = args.keep.resolve()
             root.mkdir(parents=True, exist_ok=True)
@@ -652,7 +684,7 @@ def main() -> int:
     for r in results:
         totals.update(r.counters())
     head = ["storage", "soak min", "complete / pruned / fail / running / waiting", "kills (mid-trial)",
-            "reader runs", "lost", "zombie", "reader err", "dup"]  # fmt: skip
+            "reader runs", "lost", "zombie", "reader err", "dup", "dangling"]  # fmt: skip
     rows = [
         [r.storage, f"{r.soak_seconds / 60:.1f}",
          " / ".join(str(r.states.get(s, 0)) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")),
@@ -668,7 +700,8 @@ def main() -> int:
         f"Python {platform.python_version()}; date {now}",
         f"- Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`",
         "",
-        f"{args.workers} workers (--threads {args.threads or 1}), kills every {args.kill_every[0]}-"
+        f"{args.workers} workers (--threads {args.threads or 1}), artifacts in a {args.artifact_store}, "
+        f"kills every {args.kill_every[0]}-"
         f"{args.kill_every[1]} s, heartbeat {args.beats[0]} s, grace {args.beats[1]} s; "
         f"wall {wall / 60:.1f} minutes.",
         "",

@@ -700,8 +700,8 @@ def main() -> int:
         f"Python {platform.python_version()}; date {now}",
         f"- Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`",
         "",
-        f"{args.workers} workers (--threads {args.threads or 1}), artifacts in a {args.artifact_store}, "
-        f"kills every {args.kill_every[0]}-"
+        f"{args.workers} workers (--threads {args.threads or 1}), artifacts in "
+        f"{'S3' if args.s3_url else 'a folder'}, kills every {args.kill_every[0]}-"
         f"{args.kill_every[1]} s, heartbeat {args.beats[0]} s, grace {args.beats[1]} s; "
         f"wall {wall / 60:.1f} minutes.",
         "",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -34,6 +35,7 @@ def run_main(args: list[str], capfd) -> tuple[int, str]:
     call, since the console script would print it as more lines on stderr."""
     from genopt.cli import main
 
+    gc.collect()  # an earlier test's unclosed socket or file warns when collected: not this command's
     capfd.readouterr()
     with warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always")

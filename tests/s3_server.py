@@ -9,6 +9,7 @@ process's own environment, so nothing else sees it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -49,6 +50,7 @@ class S3Server:
             "AWS_DEFAULT_REGION": REGION,
         }
 
+    @functools.cached_property
     def client(self):
         """A boto3 S3 client of the bucket's user, for the test to look inside the bucket."""
         import boto3
@@ -63,7 +65,7 @@ class S3Server:
 
     def keys(self, prefix: str = "") -> list[str]:
         """Every object key under ``prefix`` in the bucket."""
-        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
 
@@ -104,8 +106,9 @@ def s3_server(bucket: str = "genopt-test") -> Iterator[S3Server]:
             key = iam.create_access_key(UserName="genopt")["AccessKey"]
             iam.put_user_policy(UserName="genopt", PolicyName="all", PolicyDocument=json.dumps(ALLOW_ALL))
             s3 = S3Server(endpoint, key["AccessKeyId"], key["SecretAccessKey"], bucket)
-            s3.client().create_bucket(Bucket=bucket)
+            s3.client.create_bucket(Bucket=bucket)
             yield s3
+            s3.client.close()
         finally:
             process.terminate()
             try:

@@ -160,7 +160,7 @@ def http_get(url: str) -> bytes:
 def stored_grid(s3, trial) -> bytes:
     """The sample grid ``trial`` uploaded, as the bucket holds it."""
     key = f"two-machines/{trial.user_attrs[SAMPLES_ATTR]}"
-    return s3.client().get_object(Bucket=s3.bucket, Key=key)["Body"].read()
+    return s3.client.get_object(Bucket=s3.bucket, Key=key)["Body"].read()
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +260,7 @@ def test_a_store_that_fails_mid_study_fails_that_trial_with_the_reason_and_the_n
 
     def objective(trial: optuna.Trial) -> float:
         if trial.number == 1:
-            s3.client().create_bucket(Bucket="comes-back")
+            s3.client.create_bucket(Bucket="comes-back")
         trial.set_user_attr(SAMPLES_ATTR, upload(trial, store, str(payload), "application/octet-stream"))
         return float(trial.number)
 
@@ -276,7 +276,8 @@ def test_a_store_that_fails_mid_study_fails_that_trial_with_the_reason_and_the_n
     )
     with store.open_reader(done.user_attrs[SAMPLES_ATTR]) as f:
         assert f.read() == payload.read_bytes()
-    assert s3.client().list_objects_v2(Bucket="comes-back")["KeyCount"] == 1
+    assert s3.client.list_objects_v2(Bucket="comes-back")["KeyCount"] == 1
+    store.client.close()
 
 
 def test_an_artifact_store_url_is_recorded_without_its_credentials():

@@ -57,11 +57,11 @@ def make_dashboard_server(
 
 def recorded_store(storage) -> str | None:
     """The artifact store every study in ``storage`` recorded, None when they name none or several."""
-    stores = {
+    recorded = {
         s.user_attrs.get(ARTIFACT_STORE_ATTR, s.user_attrs.get(ARTIFACT_DIR_ATTR))
         for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
     }
-    return stores.pop() if len(stores) == 1 else None
+    return recorded.pop() if len(recorded) == 1 else None
 
 
 def serve(

@@ -18,6 +18,7 @@ never answers are refused in one line within seconds. Later calls have longer ti
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import os
@@ -225,7 +226,8 @@ def check_s3(location: ArtifactLocation) -> None:
     endpoint = client.meta.endpoint_url
     where = f"--artifact-store {location.url}"
     try:
-        client.list_objects_v2(Bucket=location.bucket, Prefix=location.prefix, MaxKeys=1)
+        with contextlib.closing(client):
+            client.list_objects_v2(Bucket=location.bucket, Prefix=location.prefix, MaxKeys=1)
     except NoCredentialsError:
         raise GenoptError(
             f"{where}: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or ~/.aws)"

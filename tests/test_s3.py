@@ -31,7 +31,7 @@ from genopt.study.runner import optimize
 from genopt.study.stores import ArtifactLocation, artifact_store
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-BUDGET = ["--epochs", "1", "--train-limit", "1000", "--fid-samples", "500", "--no-progress"]
+BUDGET = ["--epochs", "1", "--train-limit", "500", "--fid-samples", "200", "--no-progress"]
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from genopt.study.storage import open_storage
 from genopt.study.stores import artifact_store
 from genopt.study.workers import shares
 
-TINY = [*article_spec(), "--epochs", "1", "--train-limit", "1000", "--fid-samples", "500", "--no-progress"]
+TINY = [*article_spec(), "--epochs", "1", "--train-limit", "500", "--fid-samples", "200", "--no-progress"]
 # Short heartbeats, so a killed worker's trial is found stale within seconds.
 FAST_HEARTBEAT = {"GENOPT_HEARTBEAT_INTERVAL": "1", "GENOPT_HEARTBEAT_GRACE": "4"}
 

@@ -195,18 +195,8 @@ def test_a_journal_worker_killed_mid_trial_is_retried_and_no_finished_trial_is_l
     log = tmp_path / "kill.log"
     url = f"journal:///{log}"
     store_dir = tmp_path / "store"
-    command = [
-        GENOPT,
-        "study",
-        *article_spec(),
-        "--storage",
-        url,
-        "--artifact-dir",
-        str(store_dir),
-        "--trials",
-        "2",
-        *TINY,
-    ]
+    study = ["study", *article_spec(), "--storage", url, "--artifact-dir", str(store_dir), *TINY]
+    command = [GENOPT, *study, "--trials", "2"]
     # The test hook in genopt/study/objective.py holds trial 1, running, until the kill.
     pause = tmp_path / "trial-1-running"
     paused = {"GENOPT_TEST_PAUSE_TRIAL": "1", "GENOPT_TEST_PAUSE_FILE": str(pause)}
@@ -233,18 +223,7 @@ def test_a_journal_worker_killed_mid_trial_is_retried_and_no_finished_trial_is_l
 
     time.sleep(5)  # past the grace period: the killed worker's trial is stale, and the restart retries it
     assert observer._get_stale_trial_ids(study_of(url)._study_id) == [live._trial_id]
-    again = genopt(
-        "study",
-        *article_spec(),
-        "--storage",
-        url,
-        "--artifact-dir",
-        str(store_dir),
-        "--trials",
-        "1",
-        *TINY,
-        env=FAST_HEARTBEAT,
-    )
+    again = genopt(*study, "--trials", "1", env=FAST_HEARTBEAT)
     assert again.returncode == 0, again.stderr
     trials = study_of(url).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +52,26 @@ class Dataset:
     train: Split
     validation: Split
     test: Split
+    # The classes' names in label order (an image folder's subfolder names); empty for IDX data,
+    # whose classes are named by their index.
+    class_names: tuple[str, ...] = ()
+    # False for a folder without classes: every label is 0, num_classes is 1, and no class score applies.
+    labelled: bool = True
+    # What reading the data found beyond the images, for the study's summary and note (an image
+    # folder's ignored and skipped files, its split, its settings); empty for IDX data.
+    details: dict = field(default_factory=dict, compare=False)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.train.images.shape[1:])
+
+    @property
+    def channels(self) -> int:
+        return self.image_shape[0]
+
+    def class_name(self, label: int) -> str:
+        """What class ``label`` is called: its folder's name, else the index itself."""
+        return self.class_names[label] if self.class_names else str(label)
 
 
 def to_model_range(images: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,12 @@ MODEL ?= cgan
 DATASET ?= mnist
 TRIALS ?= 100
 STORAGE ?= sqlite:///storage/genopt.db
-STUDY ?= $(MODEL)-$(DATASET)
+# Your own data instead of DATASET: a folder of images (one subfolder per class, or none; docs/images.md)
+# or of IDX files; IMAGE_SIZE (a multiple of 4) is the square size images are read at (empty: 64 when
+# they are at least that, else 32).
+DATA_DIR ?=
+IMAGE_SIZE ?=
+STUDY ?= $(MODEL)-$(if $(DATA_DIR),$(notdir $(abspath $(DATA_DIR))),$(DATASET))
 SPEC ?= studies/$(MODEL).toml
 # Empty means "as the spec says".
 EPOCHS ?=
@@ -27,7 +32,8 @@ MODE ?= auto
 # Anything else for `genopt study`, e.g. ARGS="--enqueue lr=1.5e-3,batch_size=48,noise_dim=100".
 ARGS ?=
 
-STUDY_ARGS := --model $(MODEL) --dataset $(DATASET) --trials $(TRIALS) --storage $(STORAGE) \
+STUDY_ARGS := --model $(MODEL) $(if $(DATA_DIR),--data-dir $(DATA_DIR),--dataset $(DATASET)) \
+	$(if $(IMAGE_SIZE),--image-size $(IMAGE_SIZE)) --trials $(TRIALS) --storage $(STORAGE) \
 	--study $(STUDY) --spec $(SPEC) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(SEED),--seed $(SEED)) \
 	--workers $(WORKERS) $(if $(WORKERS_PER_GPU),--workers-per-gpu $(WORKERS_PER_GPU)) \
 	$(if $(ARTIFACT_STORE),--artifact-store $(ARTIFACT_STORE)) $(ARGS)

@@ -59,8 +59,26 @@ CASES = {
         [*STUDY, "--storage", "journal://x.log"],
         "journal:///ABSOLUTE/PATH.log",
     ),
-    "study: empty data folder": ([*STUDY, "--data-dir", "{tmp}/empty"], "no IDX data in"),
+    "study: empty data folder": ([*STUDY, "--data-dir", "{tmp}/empty"], "no data in"),
     "study: corrupt IDX file": ([*STUDY, "--data-dir", "{tmp}/corrupt"], "is not an unsigned-byte IDX file"),
+    "study: folder without images": ([*STUDY, "--data-dir", "{tmp}/no-images"], "no data in"),
+    "study: class folder of one image": (
+        [*STUDY, "--data-dir", "{tmp}/one-image"],
+        "holds 1 image: it needs at least 2",
+    ),
+    "study: undecodable image with --strict": (
+        [*STUDY, "--data-dir", "{tmp}/broken", "--strict"],
+        "holds 1 image file that does not decode",
+    ),
+    "study: image size not a multiple of 4": (
+        [*STUDY, "--data-dir", "{tmp}/flat", "--image-size", "30"],
+        "image_size must be a positive multiple of 4, got 30",
+    ),
+    "study: images beside class folders": ([*STUDY, "--data-dir", "{tmp}/mixed"], "loose.png"),
+    "study: cgan on a folder without classes": (
+        [*STUDY, "--data-dir", "{tmp}/flat", "--model", "cgan"],
+        "a cgan draws the class it is asked for, so it needs one subfolder per class",
+    ),
     "worker: missing study": (
         ["worker", "--storage", "{db}", "--study", "nope", "--trials", "1"],
         "no study 'nope'",
@@ -128,6 +146,29 @@ def export(path: Path, num_classes: int) -> Path:
     return path
 
 
+def write_image_folders(tmp: Path) -> None:
+    """Folders of images that are each wrong in one way, beside a good flat one."""
+    from PIL import Image
+
+    def picture(path: Path, shade: int = 128) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (20, 20), (shade, 255 - shade, 40)).save(path)
+
+    for i in range(12):
+        picture(tmp / "flat" / f"{i}.png", 20 * i)
+    for i in range(4):
+        picture(tmp / "broken" / "cats" / f"{i}.png", 60 * i)
+        picture(tmp / "broken" / "dogs" / f"{i}.png", 60 * i)
+        picture(tmp / "mixed" / "cats" / f"{i}.png", 60 * i)
+    picture(tmp / "one-image" / "cats" / "0.png")
+    picture(tmp / "one-image" / "cats" / "1.png")
+    picture(tmp / "one-image" / "dogs" / "0.png")
+    picture(tmp / "mixed" / "loose.png")
+    (tmp / "broken" / "dogs" / "truncated.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    (tmp / "no-images").mkdir()
+    (tmp / "no-images" / "readme.txt").write_text("no pictures here\n")
+
+
 @pytest.fixture(scope="module")
 def existing(tmp_path_factory) -> dict:
     """A storage holding the study gan-mnist with one trial, two exports, and a folder of bad files."""
@@ -142,6 +183,7 @@ def existing(tmp_path_factory) -> dict:
     (tmp / "corrupt").mkdir()
     for name in IDX:  # the right names, but not IDX inside
         (tmp / "corrupt" / name).write_bytes(b"\x12\x34\x56\x78" + b"\xff" * 50)
+    write_image_folders(tmp)
     conditional = export(tmp / "cgan.pt", num_classes=10)
     (tmp / "truncated.pt").write_bytes(conditional.read_bytes()[:3000])
     (tmp / "truncated.json").write_text(conditional.with_suffix(".json").read_text())

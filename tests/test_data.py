@@ -99,7 +99,7 @@ def test_fashion_mnist_from_debian_package():
 
 
 def test_no_data_names_the_ways_to_provide_it(tmp_path):
-    with pytest.raises(GenoptError, match="no IDX data in"):
+    with pytest.raises(GenoptError, match="no data in"):
         load_dataset("mnist", data_dir=tmp_path)
 
 

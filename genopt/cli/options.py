@@ -37,11 +37,12 @@ def add_artifact_store(parser: argparse.ArgumentParser, *, writes: bool = False)
 
 
 def add_data_dir(parser: argparse.ArgumentParser, *, writes: bool = False) -> None:
-    """The ``--data-dir DIR`` option: a folder with the four IDX files."""
+    """The ``--data-dir DIR`` option: a folder of images (one subfolder per class, or none) or IDX files."""
     help_text = (
-        "a folder with the four IDX files to use instead"
+        "a folder of images (one subfolder per class, or none; docs/images.md) or of the four IDX files, "
+        "to use instead"
         if writes
-        else "the study's IDX folder, if it moved (default: where the study found its data)"
+        else "the study's data folder, if it moved (default: where the study found its data)"
     )
     parser.add_argument("--data-dir", type=Path, help=help_text)
 

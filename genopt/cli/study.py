@@ -21,6 +21,22 @@ def add_parser(subparsers) -> None:
     p.add_argument("--trials", type=positive_int, required=True, help="trials to add to the study")
     p.add_argument("--dataset", help="mnist or fashion-mnist (default: the spec's)")
     add_data_dir(p, writes=True)
+    p.add_argument(
+        "--image-size",
+        type=positive_int,
+        help="an image folder's images are resized and centre-cropped to this square size, a multiple "
+        "of 4 (default: the spec's, else 64 when the images are at least that, else 32)",
+    )
+    p.add_argument(
+        "--channels",
+        choices=("auto", "1", "3"),
+        help="an image folder's channels: 3, 1 (grey), or auto: 3 when any image has colour (the default)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse an image folder holding a file that does not decode (default: skip it and warn)",
+    )
     p.add_argument("--epochs", type=positive_int, help="max epochs per trial (default: the spec's)")
     add_storage(p)
     p.add_argument("--study", help="study name (default <model>-<dataset>)")
@@ -88,7 +104,14 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         fid_samples=args.fid_samples,
         train_limit=args.train_limit,
+        image_size=args.image_size,
+        channels=args.channels,
     )
+    if args.data_dir is not None and args.dataset is None:
+        from genopt.data.folder import is_image_folder
+
+        if args.data_dir.is_dir() and is_image_folder(args.data_dir):  # named after its folder
+            spec = spec.override(dataset=args.data_dir.resolve().name)
     name = args.study or f"{spec.model}-{spec.dataset}"
     enqueue = [parse_params(text) for text in args.enqueue]
     result = run_study(
@@ -97,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         study_name=name,
         storage_url=args.storage,
         data_dir=args.data_dir,
+        strict=args.strict,
         enqueue=enqueue,
         progress=False if args.no_progress else None,
         command=reproduce_command(
@@ -105,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
             trials=args.trials,
             spec_path=spec_path,
             data_dir=args.data_dir,
+            strict=args.strict,
             storage_url=args.storage,
             artifact_store=args.artifact_store,
             enqueue=args.enqueue,

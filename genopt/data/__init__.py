@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,6 +87,12 @@ def _read_folder(folder: Path) -> tuple[np.ndarray, ...] | None:
     return tuple(read_idx(f) for f in files)
 
 
+def _has_idx(name: str, data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds the four IDX files, directly or in torchvision's layout."""
+    folders = (data_dir, data_dir / TORCHVISION_NAMES.get(name, "") / "raw")
+    return any(all(find_idx_file(f, n) is not None for n in IDX_NAMES) for f in folders)
+
+
 def _find(name: str, data_dir: Path | None) -> tuple[str, tuple[np.ndarray, ...]]:
     if data_dir is not None:
         for folder in (data_dir, data_dir / TORCHVISION_NAMES.get(name, "") / "raw"):
@@ -93,8 +100,9 @@ def _find(name: str, data_dir: Path | None) -> tuple[str, tuple[np.ndarray, ...]
             if arrays is not None:
                 return f"folder {folder}", arrays
         raise GenoptError(
-            f"no IDX data in {data_dir}: it needs train-images-idx3-ubyte, train-labels-idx1-ubyte, "
-            "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (optionally .gz)"
+            f"no data in {data_dir}: it needs image files (one subfolder per class, or none), or the four "
+            "IDX files train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
+            "t10k-labels-idx1-ubyte (optionally .gz)"
         )
     root = paths.data_dir()
     folder = root / TORCHVISION_NAMES[name] / "raw"
@@ -134,21 +142,51 @@ def _check(source: str, arrays: tuple[np.ndarray, ...]) -> None:
 
 
 @functools.lru_cache(maxsize=4)
-def load_dataset(name: str = "mnist", *, data_dir: Path | None = None) -> Dataset:
+def load_dataset(
+    name: str = "mnist",
+    *,
+    data_dir: Path | None = None,
+    image_size: int | None = None,
+    channels: str | int = "auto",
+    strict: bool = False,
+) -> Dataset:
     """Find a dataset, read it once per process, and split it.
 
     Args:
         name: ``mnist`` or ``fashion-mnist``; with ``data_dir`` any name that labels the data.
-        data_dir: a folder holding the four IDX files, directly or in torchvision's layout. When
-            given, no other source is tried.
+        data_dir: a folder holding the four IDX files (directly or in torchvision's layout), or a
+            folder of images (``genopt.data.folder``). When given, no other source is tried.
+        image_size: an image folder's square size (None: 64 when its images are at least that, else
+            32); IDX data keeps its own size.
+        channels: an image folder's channels, ``"auto"`` (3 when any image has colour, else 1), 1 or 3.
+        strict: refuse an image folder holding a file that does not decode, instead of skipping it.
 
     Raises:
         GenoptError: the dataset is unknown, cannot be found, or its files are corrupt.
     """
     if data_dir is None and name not in DATASETS:
         raise GenoptError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)} or pass --data-dir")
+    if data_dir is not None and data_dir.is_dir() and not os.access(data_dir, os.R_OK | os.X_OK):
+        raise GenoptError(f"cannot read the folder {data_dir}: permission denied")
+    if data_dir is not None and not _has_idx(name, data_dir):
+        from genopt.data.folder import is_image_folder, load_image_folder
+
+        if Path(data_dir).is_dir() and is_image_folder(Path(data_dir)):
+            return load_image_folder(
+                Path(data_dir),
+                image_size=image_size,
+                channels=channels if channels == "auto" else int(channels),
+                strict=strict,
+                name=name,
+            )
     source, arrays = _find(name, data_dir)
     _check(source, arrays)
+    size = arrays[0].shape[1]
+    if image_size is not None and image_size != size:
+        raise GenoptError(
+            f"{source} holds {size}x{size} IDX images, which keep their size: --image-size applies to "
+            "folders of image files"
+        )
     digest = hashlib.sha256()
     for array in arrays:
         digest.update(np.ascontiguousarray(array).tobytes())

@@ -143,6 +143,8 @@ class StudySpec:
             fail("objective 'intra_fid' needs model 'cgan' (a gan draws no class on demand)")
         if self.min_label_accuracy is not None and self.model != "cgan":
             fail("min_label_accuracy needs model 'cgan' (a gan's images have no requested label)")
+        if self.image_size is not None and self.image_size % 4:
+            fail(f"image_size must be a positive multiple of 4, got {self.image_size}")
         for p in self.params:
             _validate_param(p, fail)
 

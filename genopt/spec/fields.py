@@ -33,6 +33,8 @@ PRECISIONS = ("fp32", "bf16", "auto")
 AUGMENTS = ("none", "article", "diffaugment")
 # What a trial minimises: "auto" is intra_fid (mean per-class FID) for a cgan, fid for a gan.
 OBJECTIVES = ("auto", "fid", "intra_fid")
+# An image folder's channels: "auto" is 3 when any image has colour, else 1.
+CHANNELS = ("auto", "1", "3")
 # Which epoch gives a trial its value and checkpoint: its best one, or its last (the article's).
 SELECT_EPOCHS = ("best", "last")
 
@@ -95,7 +97,8 @@ class Field:
 
     Attributes:
         name: the attribute of ``StudySpec`` (and of ``RunConfig`` when ``run``).
-        section: its TOML table: "" (top level), "training", "architecture", "evaluation" or "search".
+        section: its TOML table: "" (top level), "training", "architecture", "evaluation", "search"
+            or "data".
         type: bool, int, float, str or ``WIDTHS``.
         default: what a new spec gets when its file leaves the field out.
         article: what a spec or run config stored before the field existed ran with (the article's
@@ -213,6 +216,11 @@ FIELDS: tuple[Field, ...] = (
     Field("behind_factor", "search", float, 1.5, range=Range(1)),
     Field("seed", "search", int, 0),
     Field("keep_checkpoints", "search", int, 5, range=AT_LEAST_1),
+    # [data]: how a folder of image files is read (genopt.data.folder); IDX data keeps its own size
+    # and channel. None: 64 when the images' median short side is at least 64, else 32.
+    Field("image_size", "data", int, None, article=None, range=Range(4), optional=True),
+    # "auto": 3 when any image has colour, else 1.
+    Field("channels", "data", str, "auto", article="auto", choices=CHANNELS),
 )
 FIELD: dict[str, Field] = {f.name: f for f in FIELDS}
 

@@ -76,7 +76,12 @@ def spec_from_dict(raw: dict[str, Any], *, where: str) -> StudySpec:
                 label = f"[{section}] " if section else ""
                 fail(f"unknown field {key!r} {label}(known: {', '.join(fields)})")
             expected = fields[key]
+            choices = _FIELDS_AT[section][key][0].choices if expected is str else None
+            if choices and is_number(value, int) and str(value) in choices:
+                value = str(value)  # channels = 3 means "3"
             ok = is_number(value, expected) if expected in (int, float) else isinstance(value, expected)
+            if not ok and choices:
+                fail(f"unknown {key} {value!r}: choose one of {', '.join(choices)}")
             if not ok:
                 fail(f"{key} must be {_TYPE_NAMES.get(expected, expected.__name__)}, got {value!r}")
             values[key] = float(value) if expected is float else value

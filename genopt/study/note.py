@@ -49,14 +49,16 @@ def study_note(study_name: str, user_attrs: dict[str, Any], command: str | None 
         f"| dataset | {dataset.get('name', '?')} |",
         f"| source | `{dataset.get('source', '?')}` |",
         f"| sha256 | `{dataset.get('sha256', '?')}` |",
-        f"| feature network validation accuracy | {_fmt(accuracy, '.4f')} |",
+        *_data_rows(dataset),
+        f"| feature network {feature_task(dataset)} accuracy (validation) | {_fmt(accuracy, '.4f')} |",
         f"| feature network version | {user_attrs.get(FEATURE_VERSION_ATTR, 1)} |",
         f"| FID floor (validation vs test) | {_fmt(floor, '.2f')} |",
         *_init_rows(user_attrs.get(INIT_ATTR)),
         "",
         "### How to read the numbers",
         "",
-        "- FID is computed in the 128-d features of a small CNN trained on the training split, between "
+        "- FID is computed in the 128-d features of a small CNN trained on the training split "
+        f"{_TRAINED_TO[feature_task(dataset)]}, between "
         f"{spec.get('fid_samples', '?')} generated images and the validation split. It is **not** "
         "comparable with published Inception-FID figures; compare trials of this study with each other.",
         f"- The floor ({_fmt(floor, '.2f')}) is what two real samples score: no generator can be expected "
@@ -74,6 +76,50 @@ def study_note(study_name: str, user_attrs: dict[str, Any], command: str | None 
         lines += ["", "### Reproduce", "", "```sh", command, "```"]
     lines += ["", "### Spec", "", "```json", json.dumps(spec, indent=1, sort_keys=True), "```"]
     return "\n".join(lines) + "\n"
+
+
+# What the feature network learns: the classes, or (data without classes) which of four rotations was
+# applied to an image, a self-supervised task (Gidaris et al. 2018).
+_TRAINED_TO = {
+    "class": "to tell the classes apart",
+    "rotation": "to tell which of four rotations was applied to an image (the data has no classes: a "
+    "self-supervised task, Gidaris et al. 2018)",
+}
+
+
+def feature_task(dataset: dict[str, Any]) -> str:
+    """``"class"``, or ``"rotation"`` for data without classes: what the feature network was trained on."""
+    return "class" if dataset.get("labelled", True) else "rotation"
+
+
+def data_line(dataset: dict[str, Any]) -> str:
+    """``3x32x32, 10 classes (2 files skipped, 1 ignored)``: the study's images in one line."""
+    shape = (
+        "x".join(str(dataset[k]) for k in ("channels", "image_size", "image_size"))
+        if "channels" in dataset
+        else "?"
+    )
+    names = dataset.get("class_names", [])
+    text = f"{shape}, {len(names)} classes" if dataset.get("labelled", True) else f"{shape}, no classes"
+    notes = [
+        f"{dataset[k]} files {word}"
+        for k, word in (("skipped_files", "skipped"), ("ignored_files", "ignored"))
+        if dataset.get(k)
+    ]
+    return f"{text} ({', '.join(notes)})" if notes else text
+
+
+def _data_rows(dataset: dict[str, Any]) -> list[str]:
+    if "channels" not in dataset:  # recorded before image folders
+        return []
+    rows = [f"| images | {data_line(dataset)} |"]
+    if dataset.get("class_names"):
+        rows.append(f"| classes | {', '.join(dataset['class_names'])} |")
+    if "split" in dataset:
+        rows.append(f"| split | {dataset['split']} |")
+    if "background" in dataset:
+        rows.append(f"| transparency composited on | {dataset['background']} |")
+    return rows
 
 
 def _init_rows(init: dict[str, Any] | None) -> list[str]:
@@ -100,6 +146,7 @@ def reproduce_command(
     trials: int,
     spec_path: Path | None = None,
     data_dir: Path | None = None,
+    strict: bool = False,
     storage_url: str | None = None,
     artifact_store: str | None = None,
     enqueue: Sequence[str] = (),
@@ -112,6 +159,12 @@ def reproduce_command(
         words += ["--spec", str(spec_path)]
     if data_dir is not None:
         words += ["--data-dir", str(data_dir)]
+        if spec.image_size is not None:
+            words += ["--image-size", str(spec.image_size)]
+        if spec.channels != "auto":
+            words += ["--channels", spec.channels]
+        if strict:
+            words.append("--strict")
     if storage_url is not None:
         words += ["--storage", storage_url]
     if artifact_store is not None:  # a folder or an s3:// URL, never its credentials

@@ -16,6 +16,8 @@ from tqdm.auto import tqdm
 from genopt.metrics.scores import SCORES
 from genopt.spec import format_params
 from genopt.study import artifacts
+from genopt.study.note import data_line, feature_task
+from genopt.study.stored import DATASET_ATTR
 
 
 def format_scores(values: dict[str, Any]) -> str:
@@ -106,10 +108,14 @@ def study_summary(study: optuna.Study, *, fid_floor: float, feature_accuracy: fl
         ]
     else:
         lines.append("  no trial completed yet")
+    dataset = study.user_attrs.get(DATASET_ATTR, {})
     lines += [
         f"  {'floor (val vs test)':<22}{fid_floor:.2f}",
-        f"  {'feature net accuracy':<22}{feature_accuracy:.4f}",
+        f"  {'feature net accuracy':<22}{feature_accuracy:.4f}"
+        + (" (rotation task: the data has no classes)" if feature_task(dataset) == "rotation" else ""),
     ]
+    if "channels" in dataset:
+        lines.append(f"  {'images':<22}{data_line(dataset)}")
     return "\n".join(lines)
 
 

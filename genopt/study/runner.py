@@ -82,6 +82,7 @@ def run_study(
     study_name: str,
     storage_url: str | None = None,
     data_dir: Path | None = None,
+    strict: bool = False,
     enqueue: list[dict[str, Any]] = (),
     progress: bool | None = None,
     command: str | None = None,
@@ -98,7 +99,9 @@ def run_study(
         trials: how many trials to add; earlier trials of the study are kept.
         study_name: the study to create or resume.
         storage_url: an Optuna storage URL (see ``genopt.study.storage.open_storage``); default ``sqlite:///storage/genopt.db``.
-        data_dir: a folder of IDX files to use instead of the named dataset's sources.
+        data_dir: a folder of IDX files, or of images (``genopt.data.folder``), to use instead of
+            the named dataset's sources; the spec's ``image_size`` and ``channels`` say how images are read.
+        strict: refuse an image folder holding a file that does not decode, instead of skipping it.
         enqueue: parameter sets to try first, as baselines trained to the full budget (never pruned).
         progress: show a bar over trials (default: when stderr is a terminal); a line per
             trial is printed anyway.
@@ -125,7 +128,14 @@ def run_study(
         unknown = set(params) - names
         if unknown:
             raise GenoptError(f"enqueued parameter {sorted(unknown)[0]!r} is not in the search space")
-    dataset = load_dataset(spec.dataset, data_dir=data_dir)
+    dataset = load_dataset(
+        spec.dataset, data_dir=data_dir, image_size=spec.image_size, channels=spec.channels, strict=strict
+    )
+    if spec.model == "cgan" and not dataset.labelled:
+        raise GenoptError(
+            f"{dataset.source} has no classes (its images are not in subfolders): a cgan draws the class "
+            "it is asked for, so it needs one subfolder per class; use --model gan"
+        )
     storage_url = resolve_url(storage_url)
     storage = open_storage(storage_url)
     try:

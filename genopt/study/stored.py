@@ -29,11 +29,26 @@ FEATURE_ACCURACY_ATTR = "feature_net_validation_accuracy"
 FEATURE_VERSION_ATTR = "feature_net_version"
 # A warm-started study's source: {"path", "sha256", "member", "discriminator"} (genopt.study.warm).
 INIT_ATTR = "init"
+# What an image folder's reading (genopt.data.folder) records beyond the dataset record's own fields.
+FOLDER_DETAILS = ("content_sha256", "files", "ignored_files", "skipped_files", "background", "split")
 
 
 def dataset_record(dataset: Dataset, data_dir: Path | None) -> dict[str, Any]:
     """The study attribute that names its data: name, source, sha256 and the folder it came from."""
-    record = {"name": dataset.name, "source": dataset.source, "sha256": dataset.sha256}
+    c, h, _ = dataset.image_shape
+    record = {
+        "name": dataset.name,
+        "source": dataset.source,
+        "sha256": dataset.sha256,
+        "channels": c,
+        "image_size": h,
+        "labelled": dataset.labelled,
+        "class_names": [dataset.class_name(k) for k in range(dataset.num_classes)]
+        if dataset.labelled
+        else [],
+    }
+    # An image folder's reading: its files' own sha256, what was skipped or ignored, and its split.
+    record.update({k: v for k, v in dataset.details.items() if k in FOLDER_DETAILS})
     if data_dir is not None:
         record["data_dir"] = str(Path(data_dir).resolve())
     return record
@@ -64,13 +79,20 @@ def study_dataset(study: optuna.Study, data_dir: Path | None = None) -> Dataset:
         if not data_dir.is_dir():
             raise GenoptError(
                 f"study {study.study_name!r} was made on data in {data_dir}, which is gone: "
-                "pass --data-dir with the same IDX files"
+                "pass --data-dir with the same data"
             )
-    dataset = load_dataset(name, data_dir=data_dir)
+    # An image folder is read again as the study read it (its resolved size and channels).
+    folder = "content_sha256" in record
+    dataset = load_dataset(
+        name,
+        data_dir=data_dir,
+        image_size=record.get("image_size") if folder else None,
+        channels=str(record.get("channels", "auto")) if folder else "auto",
+    )
     if record.get("sha256") not in (None, dataset.sha256):
         raise GenoptError(
             f"study {study.study_name!r} was made on other data than {dataset.source} (sha256 differs): "
-            "pass --data-dir with the study's own IDX files"
+            "pass --data-dir with the study's own data"
         )
     return dataset
 

@@ -245,6 +245,16 @@ def export_members(checkpoint: dict[str, Any], *, name: str) -> list[tuple[Gener
     ]
 
 
+def export_class_names(checkpoint: dict[str, Any]) -> list[str]:
+    """The class names in an export's dataset record (or its JSON), in label order; empty when it
+    records none (an export made before genopt recorded them, or data without classes)."""
+    dataset = checkpoint.get("dataset")
+    names = dataset.get("class_names") if isinstance(dataset, dict) else None
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        return []
+    return list(names)
+
+
 @dataclass(frozen=True)
 class Description:
     """An export's JSON, as ``write_description`` writes it and ``read_description`` reads it back.
@@ -261,6 +271,10 @@ class Description:
         file: the checkpoint's file name; sha256: its digest.
         program: the ``.pt2`` program's file name, when one was written.
         raw: the whole JSON.
+        image_shape: the images' (C, H, W); None when the JSON lacks it.
+        class_names: the dataset's class names in label order, as its dataset record holds them
+            (``"dataset"``: also ``channels`` and ``image_size``); empty for an export made before
+            they were recorded.
     """
 
     study: str
@@ -274,6 +288,8 @@ class Description:
     sha256: str
     program: str | None
     raw: dict[str, Any]
+    image_shape: tuple[int, int, int] | None = None
+    class_names: tuple[str, ...] = ()
 
 
 def read_description(path: str | Path) -> Description:
@@ -307,6 +323,8 @@ def read_description(path: str | Path) -> Description:
             sha256=raw["sha256"],
             program=(raw.get("program") or {}).get("file"),
             raw=raw,
+            image_shape=tuple(int(x) for x in raw["image_shape"]) if raw.get("image_shape") else None,
+            class_names=tuple(export_class_names(raw)),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise GenoptError(f"{path} is not a {EXPORT_FORMAT} description (bad or missing {exc})") from None

@@ -78,13 +78,22 @@ class TrainResult:
 
 
 def build_models(config: RunConfig, dataset: Dataset) -> tuple[Generator, Discriminator]:
-    """The generator and discriminator a run config describes, for this dataset's shape and classes."""
+    """The generator and discriminator a run config describes, for this dataset's shape and classes.
+
+    The architecture may deepen the config's widths for the image size (``Architecture.widths_for_size``:
+    a DCGAN gains stages for 64-pixel images); the models' configs, and so their checkpoints, hold the
+    widths built.
+    """
     num_classes = dataset.num_classes if config.model == "cgan" else 0
     built = architecture(config.kind)
+    g_widths = tuple(getattr(config, built.generator_widths))
+    d_widths = tuple(getattr(config, built.discriminator_widths))
+    if built.widths_for_size is not None:
+        g_widths, d_widths = built.widths_for_size(g_widths, d_widths, dataset.image_shape)
     generator = Generator(
         GeneratorConfig(
             config.noise_dim,
-            getattr(config, built.generator_widths),
+            g_widths,
             dataset.image_shape,
             num_classes,
             config.kind,
@@ -92,7 +101,7 @@ def build_models(config: RunConfig, dataset: Dataset) -> tuple[Generator, Discri
     )
     discriminator = Discriminator(
         DiscriminatorConfig(
-            getattr(config, built.discriminator_widths),
+            d_widths,
             dataset.image_shape,
             num_classes,
             config.leaky_slope,

@@ -19,7 +19,11 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--n", type=positive_int, default=64, help="images (default 64; cGAN: rounded up to whole rows)"
     )
-    p.add_argument("--label", type=int, help="draw only this class (cGAN)")
+    p.add_argument(
+        "--label",
+        metavar="CLASS",
+        help="draw only this class (cGAN): its name (an image folder's subfolder) or its index",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", type=Path, required=True, help="the PNG to write")
     p.set_defaults(handler=run)

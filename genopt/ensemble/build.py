@@ -17,6 +17,7 @@ import torch
 from optuna.artifacts.exceptions import ArtifactNotFound
 
 from genopt.checkpoints import load_trial_checkpoint
+from genopt.data import Dataset
 from genopt.ensemble.generator import MODES, EnsembleGenerator
 from genopt.ensemble.mixture import greedy_mixture, mix_sample_statistics
 from genopt.errors import GenoptError
@@ -111,6 +112,25 @@ def load_members(study: optuna.Study, store, *, top_k: int) -> list[Member]:
     return members
 
 
+def dataset_description(dataset: Dataset) -> dict[str, Any]:
+    """The export's record of its data: name, sha256, and what its images and classes are.
+
+    ``image_shape`` is (C, H, W), ``channels`` C and ``image_size`` H (images are square);
+    ``class_names`` holds every class's name in label order, the indices ("0", "1", ...) for IDX
+    data, and is empty for data without classes.
+    """
+    c, h, _ = dataset.image_shape
+    names = [dataset.class_name(k) for k in range(dataset.num_classes)] if dataset.labelled else []
+    return {
+        "name": dataset.name,
+        "sha256": dataset.sha256,
+        "channels": c,
+        "image_size": h,
+        "image_shape": [int(x) for x in dataset.image_shape],
+        "class_names": names,
+    }
+
+
 def _statistics(evaluator: FidEvaluator, sample, n: int, conditional: bool) -> SampleStatistics:
     try:
         return evaluator.sample_statistics(sample, n, conditional=conditional)
@@ -176,7 +196,11 @@ def build_ensemble(
     values = [value(s) for s in member_stats]
     best = min(range(len(members)), key=lambda i: values[i])
 
-    mean_ensemble = EnsembleGenerator([m.generator for m in members], [1.0] * len(members), mode="mean")
+    # A conditional ensemble's classes are the dataset's, named as the dataset names them.
+    class_names = [dataset.class_name(k) for k in range(dataset.num_classes)] if conditional else None
+    mean_ensemble = EnsembleGenerator(
+        [m.generator for m in members], [1.0] * len(members), mode="mean", class_names=class_names
+    )
     mean_ensemble.to(evaluator.device)
     noise = torch.Generator().manual_seed(ENSEMBLE_NOISE_SEED)
     mean_stats = _statistics(
@@ -199,13 +223,16 @@ def build_ensemble(
         used = [i for i, w in enumerate(selection.weights) if w > 0]
         chosen = [members[i] for i in used]
         ensemble = EnsembleGenerator(
-            [m.generator for m in chosen], [selection.weights[i] for i in used], mode="mixture"
+            [m.generator for m in chosen],
+            [selection.weights[i] for i in used],
+            mode="mixture",
+            class_names=class_names,
         )
     metadata = {
         "study": study_name,
         "model": spec.model,
         "objective": objective,
-        "dataset": {"name": dataset.name, "sha256": dataset.sha256},
+        "dataset": dataset_description(dataset),
         "top_k": top_k,
         "fid_samples": n,
         "greedy_rounds": rounds,

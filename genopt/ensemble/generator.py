@@ -8,12 +8,13 @@ an export (``genopt.checkpoints``), importing torch and nothing of Optuna.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from genopt.checkpoints import export_members, read_export, without_weights
+from genopt.checkpoints import export_class_names, export_members, read_export, without_weights
 from genopt.device import rng_device
 from genopt.models import Generator
 
@@ -29,12 +30,22 @@ class EnsembleGenerator(nn.Module):
         mode: ``mean``: every image is the pixel mean of all members fed the same noise (member i
             uses the first ``noise_dim_i`` coordinates) and the same label; ``mixture``: each image
             comes from one member, chosen with probability ``weights[i]``.
+        class_names: a conditional ensemble's class names in label order (an image folder's
+            subfolder names); default the indices, "0", "1", ... Unconditional: none.
 
     Raises:
-        ValueError: no members, members that disagree, bad weights or an unknown mode.
+        ValueError: no members, members that disagree, bad weights, an unknown mode, or class names
+            that are not one per class.
     """
 
-    def __init__(self, members: list[Generator], weights: list[float], *, mode: str) -> None:
+    def __init__(
+        self,
+        members: list[Generator],
+        weights: list[float],
+        *,
+        mode: str,
+        class_names: Sequence[str] | None = None,
+    ) -> None:
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -54,6 +65,11 @@ class EnsembleGenerator(nn.Module):
         self.image_shape = members[0].config.image_shape
         self.num_classes = members[0].config.num_classes
         self.noise_dim = max(m.config.noise_dim for m in members)
+        if class_names is None:
+            class_names = [str(k) for k in range(self.num_classes)]
+        elif len(class_names) != self.num_classes:
+            raise ValueError(f"{len(class_names)} class names for {self.num_classes} classes")
+        self.class_names: tuple[str, ...] = tuple(str(name) for name in class_names)
         # Upper ends of each member's interval of [0, 1); the last is 1 whatever rounding says.
         bounds = torch.cumsum(w / w.sum(), 0).float()
         bounds[-1] = 1.0
@@ -63,6 +79,16 @@ class EnsembleGenerator(nn.Module):
     @property
     def conditional(self) -> bool:
         return self.num_classes > 0
+
+    @property
+    def channels(self) -> int:
+        """Colour channels of its images: 1 (grey) or 3 (RGB)."""
+        return self.image_shape[0]
+
+    @property
+    def image_size(self) -> int:
+        """Height of its (square) images, in pixels."""
+        return self.image_shape[1]
 
     def forward(
         self, noise: torch.Tensor, labels: torch.Tensor | None = None, choice: torch.Tensor | None = None
@@ -133,7 +159,9 @@ def load_ensemble(path: str | Path) -> EnsembleGenerator:
     """The ensemble exported at ``path``, after checking its sha256 against the JSON beside it.
 
     The returned module (CPU, eval mode) has ``sample(n, labels=None, generator=None)`` giving
-    images in [0, 1] of shape (n, C, H, W), and ``metadata``: the JSON's content without weights.
+    images in [0, 1] of shape (n, C, H, W), ``metadata``: the JSON's content without weights, and
+    ``class_names``: a conditional ensemble's classes as its data named them (an export made before
+    they were recorded: the indices, "0", "1", ...).
 
     Raises:
         GenoptError: the file or its JSON is missing, the hash differs, or the file holds anything
@@ -141,6 +169,12 @@ def load_ensemble(path: str | Path) -> EnsembleGenerator:
     """
     checkpoint, _ = read_export(path)
     members = export_members(checkpoint, name=str(path))
-    ensemble = EnsembleGenerator([g for g, _ in members], [w for _, w in members], mode=checkpoint["mode"])
+    names = export_class_names(checkpoint)
+    ensemble = EnsembleGenerator(
+        [g for g, _ in members],
+        [w for _, w in members],
+        mode=checkpoint["mode"],
+        class_names=names if len(names) == members[0][0].config.num_classes else None,
+    )
     ensemble.metadata = without_weights(checkpoint)
     return ensemble

@@ -175,6 +175,9 @@ class Architecture:
         discriminator_input: the images as the body reads them, with the labels joined (``num_classes``
             0: the label does not join the input).
         generator_widths, discriminator_widths: the ``RunConfig`` fields that hold the widths.
+        widths_for_size: the widths actually built, from the spec's (generator's, discriminator's)
+            and the image shape (C, H, W); None: the spec's as they are. The model configs record
+            what this returns, so checkpoints rebuild the same networks.
     """
 
     generator: Callable[[GeneratorConfig], dict[str, nn.Module]]
@@ -182,3 +185,10 @@ class Architecture:
     discriminator_input: Callable[[torch.Tensor, torch.Tensor | None, int], torch.Tensor]
     generator_widths: str
     discriminator_widths: str
+    widths_for_size: (
+        Callable[
+            [tuple[int, ...], tuple[int, ...], tuple[int, int, int]],
+            tuple[tuple[int, ...], tuple[int, ...]],
+        ]
+        | None
+    ) = None

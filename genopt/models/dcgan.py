@@ -16,10 +16,42 @@ from genopt.models.base import (
     with_labels,
 )
 
+# Stages are added for larger images until the smallest feature map is at most this many pixels.
+SMALLEST_MAP = 8
+
 
 def _halvings(size: int) -> int:
     """How many times ``size`` halves evenly: 28 -> 2 (28, 14, 7), 32 -> 5."""
     return (size & -size).bit_length() - 1
+
+
+def widths_for_size(
+    generator_widths: tuple[int, ...],
+    discriminator_widths: tuple[int, ...],
+    image_shape: tuple[int, int, int],
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The spec's widths with stages added until the smallest feature map suits the image size.
+
+    While the smallest map would be larger than ``SMALLEST_MAP`` and height and width still halve
+    evenly once more, the generator gains a first stage of twice its first width and the
+    discriminator a last stage of twice its last width. Widths ``[96, 48]`` and ``[48, 96]``
+    stay as they are at 28 pixels (7x7) and 32 (8x8), and become ``[192, 96, 48]`` from 8x8 and
+    ``[48, 96, 192]`` down to 8x8 at 64. Never removes a stage: widths too deep for the size are
+    the networks' to refuse.
+    """
+    _, h, w = image_shape
+    halvings = min(_halvings(h), _halvings(w))
+
+    def deepened(widths: tuple[int, ...], grow) -> tuple[int, ...]:
+        widths = tuple(widths)
+        while widths and len(widths) < halvings and min(h, w) >> len(widths) > SMALLEST_MAP:
+            widths = grow(widths)
+        return widths
+
+    return (
+        deepened(generator_widths, lambda g: (2 * g[0], *g)),
+        deepened(discriminator_widths, lambda d: (*d, 2 * d[-1])),
+    )
 
 
 def _init(modules: dict[str, nn.Module]) -> dict[str, nn.Module]:
@@ -93,5 +125,10 @@ def discriminator_input(images: torch.Tensor, labels: torch.Tensor | None, num_c
 
 
 ARCHITECTURE = Architecture(
-    generator, discriminator, discriminator_input, "generator_channels", "discriminator_channels"
+    generator,
+    discriminator,
+    discriminator_input,
+    "generator_channels",
+    "discriminator_channels",
+    widths_for_size,
 )

@@ -111,6 +111,12 @@ def _ensemble(export: Description | str) -> str:
         ["samples per score", export.fid_samples],
         ["file", f"{export.file} (sha256 {export.sha256[:16]}…)"],
     ]
+    if export.image_shape:
+        c, h, w = export.image_shape
+        kind = {1: "grey", 3: "colour (RGB)"}.get(c, f"{c} channels")
+        facts.append(["images", f"{h}x{w}, {kind}"])
+    if export.class_names:
+        facts.append(["classes", ", ".join(export.class_names)])
     return _table(head, rows) + _table(["", ""], facts, header=False)
 
 

@@ -188,7 +188,8 @@ def check_init(spec: StudySpec, dataset: Dataset, init: WarmStart) -> str:
     """Check that ``init`` starts this study's networks; the line that tells the user how.
 
     Every searched ``kind`` is tried (each must share a generator layer with ``init``); the line
-    describes the spec's fixed values, and names the layer a searched ``noise_dim`` refreshes.
+    describes the spec's fixed values, names the layer a searched ``noise_dim`` refreshes, and says
+    when ``init`` was made for other images (channels or size): the layers that do not fit start fresh.
 
     Raises:
         GenoptError: no generator layer fits for one of the study's architectures.
@@ -196,6 +197,10 @@ def check_init(spec: StudySpec, dataset: Dataset, init: WarmStart) -> str:
     for config in spec.architectures():  # the spec's own kind last, to describe
         fresh = warm_start(*build_models(config, dataset), init)
     line = describe(init, fresh)
+    source_shape = init.generator_config.get("image_shape")
+    if isinstance(source_shape, list | tuple) and tuple(source_shape) != tuple(dataset.image_shape):
+        shapes = ("x".join(str(x) for x in s) for s in (source_shape, dataset.image_shape))
+        line += "; its images are {}, this study's {}".format(*shapes)
     source_noise = init.generator_config.get("noise_dim")
     if any(p.name == "noise_dim" for p in spec.params) and isinstance(source_noise, int):
         other = build_models(dataclasses.replace(config, noise_dim=source_noise + 1), dataset)

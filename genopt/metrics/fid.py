@@ -5,6 +5,8 @@ Pooled FID is torchmetrics' ``FrechetInceptionDistance`` with our ``FeatureNet``
 Inception. ``sample_statistics`` goes further in the same single forward pass per batch: it also
 applies the net's classification head to the features and keeps per-class moments, from which
 ``scores_of`` derives intra-FID, label accuracy and class coverage (see ``genopt.metrics.scores``).
+Unlabelled data (``Dataset.labelled`` False) get FID alone: their feature net learnt rotations, not
+classes (``genopt.metrics.features``), and with a single class no class score means anything.
 Real statistics are computed once per dataset and feature net and kept on disk
 (``genopt.metrics.reference``), so every trial in every process only pays for its own samples.
 """
@@ -60,7 +62,8 @@ class FidEvaluator:
         real_source: ``"computed"`` when this evaluator featurized the validation split,
             ``"cache"`` when it loaded the statistics from disk.
         images_featurized: images this evaluator has passed through the feature net.
-        validation_accuracy: the feature net's accuracy on the validation split.
+        validation_accuracy: the feature net's accuracy on the validation split: at its classes,
+            or, for unlabelled data, at telling an image's rotation (chance 0.25).
     """
 
     def __init__(
@@ -143,6 +146,17 @@ class FidEvaluator:
             self.images_featurized += len(images)
         return True
 
+    def _class_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Class logits (N, num_classes) of features: the head's for labelled data.
+
+        Unlabelled data have one class (every label 0) and a head that predicts rotations, not
+        classes, so each image is "predicted" as class 0 by one constant logit: the per-class moments
+        are then the pooled ones and the counts trivial, and no class score reads them.
+        """
+        if self.dataset.labelled:
+            return self.feature_net.head(features)
+        return features.new_zeros(len(features), self.dataset.num_classes)
+
     @torch.no_grad()
     def _sums(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> MomentSums:
         """One feature-net forward per batch; logits are the head applied to those very features."""
@@ -152,7 +166,7 @@ class FidEvaluator:
             if images is None:
                 raise NonFiniteImageError("a generated image holds a non-finite pixel")
             features = self.feature_net(images)
-            sums.update(features, self.feature_net.head(features), labels)
+            sums.update(features, self._class_logits(features), labels)
             self.images_featurized += len(images)
         return sums
 
@@ -231,9 +245,11 @@ class FidEvaluator:
 
         ``fid`` is ``fid_of_statistics(stats.mean, stats.cov)``; ``intra_fid`` and
         ``label_accuracy`` come with a conditional ``stats``, ``class_coverage`` with an
-        unconditional one. Non-finite values are NaN.
+        unconditional one, and none of them with unlabelled data. Non-finite values are NaN.
         """
         fid = self.fid_of_statistics(stats.mean, stats.cov, split=split)
+        if not self.dataset.labelled:
+            return Scores(fid=fid)
         return class_scores(stats, self.reference_class_statistics(split), fid=fid)
 
     def evaluate(self, sample: Sampler, n: int, *, conditional: bool) -> Scores:
@@ -246,7 +262,7 @@ class FidEvaluator:
         try:
             stats = self.sample_statistics(sample, n, conditional=conditional)
         except NonFiniteImageError:
-            return Scores.diverged(conditional=conditional)
+            return Scores.diverged(conditional=conditional, labelled=self.dataset.labelled)
         return self.scores_of(stats)
 
     # -- real statistics --------------------------------------------------------------------------
@@ -309,7 +325,13 @@ class FidEvaluator:
         return float(saved["fid"])
 
     def intra_floor(self) -> float:
-        """Intra-FID of the test split against validation, class by class: the real-data floor. Cached."""
+        """Intra-FID of the test split against validation, class by class: the real-data floor. Cached.
+
+        Raises:
+            ValueError: the data are unlabelled: intra-FID does not apply to them.
+        """
+        if not self.dataset.labelled:
+            raise ValueError(f"{self.dataset.name} is unlabelled: it has no intra-FID, nor a floor for one")
         saved = self.cache.get(
             "intra-floor",
             lambda: {

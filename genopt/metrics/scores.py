@@ -42,6 +42,9 @@ from genopt.metrics.frechet import finite_or_nan, safe_frechet_distance
 class Scores:
     """Every score of one sample; a score that does not apply to the generator is None.
 
+    Unlabelled data (``Dataset.labelled`` False) have ``fid`` alone: with one class and no class
+    names, intra-FID, label accuracy and class coverage mean nothing.
+
     Attributes:
         fid: pooled FID; NaN when a sample held a non-finite pixel.
         intra_fid: mean per-class FID, for a conditional generator.
@@ -73,8 +76,13 @@ class Scores:
         return value
 
     @classmethod
-    def diverged(cls, *, conditional: bool) -> Scores:
-        """NaN for every score that applies: what a sample with a non-finite pixel gets."""
+    def diverged(cls, *, conditional: bool, labelled: bool = True) -> Scores:
+        """NaN for every score that applies: what a sample with a non-finite pixel gets.
+
+        Unlabelled data (one class, no class scores) get NaN for ``fid`` alone.
+        """
+        if not labelled:
+            return cls(fid=math.nan)
         return cls(**{name: math.nan for name, score in SCORES.items() if score.applies(conditional)})
 
 

@@ -104,6 +104,18 @@ def is_image_folder(folder: Path) -> bool:
     return False
 
 
+def content_sha256(folder: Path) -> str:
+    """The sha256 of a folder's image files (their names and bytes), as ``details["content_sha256"]``
+    holds it, without decoding a file: enough to tell that a study's folder changed.
+
+    Raises:
+        GenoptError: the folder is missing, unreadable or laid out in a way genopt refuses.
+    """
+    folder = Path(folder)
+    _check_folder(folder)
+    return _hash_files(_scan(folder), want_sizes=False)[0]
+
+
 def load_image_folder(
     folder: Path,
     *,
@@ -153,7 +165,7 @@ def load_image_folder(
         decoded = _decode_all(files, size, channels, workers or _cpus())
         with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
             atomic_save(_cache_payload(decoded), cache)
-    _report_skipped(files, decoded, strict)
+    _report_skipped(files, decoded, strict, warn=not hit)  # warned once, when the files were decoded
     _check_class_sizes(files, decoded.kept, decoded=True)
     resolved = decoded.images.shape[1]
     details = {
@@ -643,9 +655,9 @@ def _read_cache(path: Path, size: int) -> _Decoded | None:
 # Skipped files and splits.
 
 
-def _report_skipped(files: _Files, decoded: _Decoded, strict: bool) -> None:
-    """One warning line on stderr for files that did not decode; an error with ``strict``."""
-    if not decoded.skipped:
+def _report_skipped(files: _Files, decoded: _Decoded, strict: bool, *, warn: bool) -> None:
+    """One warning line on stderr (when ``warn``) for files that did not decode; an error with ``strict``."""
+    if not decoded.skipped or not (strict or warn):
         return
     count = len(decoded.skipped)
     path, why = decoded.skipped[0]

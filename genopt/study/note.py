@@ -101,11 +101,9 @@ def data_line(dataset: dict[str, Any]) -> str:
     )
     names = dataset.get("class_names", [])
     text = f"{shape}, {len(names)} classes" if dataset.get("labelled", True) else f"{shape}, no classes"
-    notes = [
-        f"{dataset[k]} files {word}"
-        for k, word in (("skipped_files", "skipped"), ("ignored_files", "ignored"))
-        if dataset.get(k)
-    ]
+    skipped, ignored = dataset.get("skipped_files", 0), dataset.get("ignored_files", 0)
+    notes = [f"{skipped} image file{'s' * (skipped != 1)} that did not decode skipped"] if skipped else []
+    notes += [f"{ignored} other file{'s' * (ignored != 1)} ignored"] if ignored else []
     return f"{text} ({', '.join(notes)})" if notes else text
 
 

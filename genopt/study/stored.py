@@ -81,8 +81,14 @@ def study_dataset(study: optuna.Study, data_dir: Path | None = None) -> Dataset:
                 f"study {study.study_name!r} was made on data in {data_dir}, which is gone: "
                 "pass --data-dir with the same data"
             )
-    # An image folder is read again as the study read it (its resolved size and channels).
+    # An image folder is read again as the study read it (its resolved size and channels), once its
+    # files are known to be the study's: a changed folder is refused before anything is decoded.
     folder = "content_sha256" in record
+    if folder and data_dir is not None and data_dir.is_dir():
+        from genopt.data.folder import content_sha256
+
+        if content_sha256(data_dir) != record["content_sha256"]:
+            raise _other_data(study, f"image folder {Path(data_dir).resolve()}")
     dataset = load_dataset(
         name,
         data_dir=data_dir,
@@ -90,11 +96,15 @@ def study_dataset(study: optuna.Study, data_dir: Path | None = None) -> Dataset:
         channels=str(record.get("channels", "auto")) if folder else "auto",
     )
     if record.get("sha256") not in (None, dataset.sha256):
-        raise GenoptError(
-            f"study {study.study_name!r} was made on other data than {dataset.source} (sha256 differs): "
-            "pass --data-dir with the study's own data"
-        )
+        raise _other_data(study, dataset.source)
     return dataset
+
+
+def _other_data(study: optuna.Study, source: str) -> GenoptError:
+    return GenoptError(
+        f"study {study.study_name!r} was made on other data than {source} (sha256 differs): "
+        "pass --data-dir with the study's own data"
+    )
 
 
 def study_feature_version(study: optuna.Study) -> int:

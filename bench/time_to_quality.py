@@ -39,9 +39,8 @@ from pathlib import Path
 import harness
 import optuna
 
-from genopt.data import load_dataset
 from genopt.metrics import FidEvaluator
-from genopt.study.stored import FEATURE_ACCURACY_ATTR, SPEC_ATTR, study_feature_version
+from genopt.study.stored import FEATURE_ACCURACY_ATTR, study_dataset, study_feature_version
 
 SHIPPED = harness.ROOT / "studies" / "cgan.toml"
 CANDIDATES = {
@@ -95,7 +94,7 @@ def spec_file(candidate: str, folder: Path) -> Path:
 
 def bar(study: optuna.Study) -> tuple[float, float]:
     """The quality bar of a study's feature network: (least label accuracy, most intra-FID)."""
-    dataset = load_dataset(study.user_attrs[SPEC_ATTR]["dataset"])
+    dataset = study_dataset(study)
     evaluator = FidEvaluator(dataset, device="cpu", feature_version=study_feature_version(study))
     accuracy = study.user_attrs[FEATURE_ACCURACY_ATTR]
     return accuracy - LABEL_ACCURACY_MARGIN, INTRA_FID_FACTOR * evaluator.intra_floor()
@@ -132,6 +131,8 @@ def run_one(candidate: str, seed: int, args, folder: Path) -> Run:
     common = ["--storage", storage, "--artifact-dir", str(folder / "artifacts")]
     command = [str(GENOPT), "study", "--model", "cgan", "--spec", str(spec_file(candidate, folder))]
     command += ["--study", name, "--trials", str(args.trials), "--seed", str(seed), *common]
+    if getattr(args, "data_dir", None) is not None:  # bench/images.py: a folder of the user's images
+        command += ["--data-dir", str(args.data_dir)]
     if args.quick:
         command += ["--epochs", "1", "--train-limit", "4096", "--fid-samples", "1000"]
     run = Run(candidate, seed)

@@ -189,7 +189,8 @@ def test_the_stored_form_of_a_spec_is_unchanged():
         "discriminator_widths", "leaky_slope", "conditioning", "spectral_norm", "kind",
         "generator_channels", "discriminator_channels", "fid_samples", "objective", "min_label_accuracy",
         "select_epoch", "sampler", "multivariate", "startup_trials", "pruner", "min_resource",
-        "behind_factor", "seed", "keep_checkpoints", "image_size", "channels", "params",
+        "behind_factor", "seed", "keep_checkpoints", "image_size", "channels", "auto_patience",
+        "auto_min_improvement", "auto_max_trials", "params",
     ]  # fmt: skip
     with sqlite3.connect(OLD_STUDY / "old.db") as db:
         (stored,) = db.execute("SELECT value_json FROM study_user_attributes WHERE key = 'spec'").fetchone()

@@ -17,6 +17,11 @@ def positive_int(text: str) -> int:
     return value
 
 
+def trials(text: str) -> int | str:
+    """argparse type: ``auto`` or an integer of at least 1."""
+    return "auto" if text == "auto" else positive_int(text)
+
+
 def add_storage(parser: argparse.ArgumentParser) -> None:
     """The ``--storage URL`` option, with the same default and help everywhere."""
     parser.add_argument("--storage", help="Optuna storage URL (default sqlite:///storage/genopt.db)")

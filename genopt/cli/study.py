@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from genopt.cli.options import add_artifact_store, add_data_dir, add_storage, add_workers, positive_int
+from genopt.cli.options import (
+    add_artifact_store,
+    add_data_dir,
+    add_storage,
+    add_workers,
+    positive_int,
+    trials,
+)
 from genopt.errors import GenoptError
 from genopt.spec import MODELS, SEARCHABLE, find_spec, parse_value
 
@@ -18,7 +25,13 @@ def add_parser(subparsers) -> None:
         "scoring each trial by validation FID; the study lives in the storage and can be resumed.",
     )
     p.add_argument("--model", choices=MODELS, help="gan or cgan (default: the spec's, else gan)")
-    p.add_argument("--trials", type=positive_int, required=True, help="trials to add to the study")
+    p.add_argument(
+        "--trials",
+        type=trials,
+        required=True,
+        help="trials to add to the study, or auto: until the best value stops improving (the spec's "
+        "auto_patience and auto_min_improvement), at most auto_max_trials in the study",
+    )
     p.add_argument("--dataset", help="mnist or fashion-mnist (default: the spec's)")
     add_data_dir(p, writes=True)
     p.add_argument(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from genopt.cli.options import add_artifact_store, add_data_dir, add_storage, positive_int
+from genopt.cli.options import add_artifact_store, add_data_dir, add_storage, positive_int, trials
 
 
 def add_parser(subparsers) -> None:
@@ -17,7 +17,9 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--study", required=True, help="the study to join (made by genopt study)")
     add_storage(p)
-    p.add_argument("--trials", type=positive_int, required=True, help="trials this worker runs")
+    p.add_argument(
+        "--trials", type=trials, required=True, help="trials this worker runs, or auto (as genopt study)"
+    )
     add_data_dir(p)
     add_artifact_store(p)
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: all)")

@@ -120,6 +120,15 @@ def _data_rows(dataset: dict[str, Any]) -> list[str]:
     return rows
 
 
+_STOPPED = "### Stopped"
+
+
+def with_stop(note: str, reason: str | None) -> str:
+    """``note`` saying why an auto study stopped (``--trials auto``), or, with None, no longer saying it."""
+    kept = note.split(f"\n{_STOPPED}\n")[0].rstrip("\n")
+    return f"{kept}\n\n{_STOPPED}\n\n{reason}.\n" if reason else f"{kept}\n"
+
+
 def _init_rows(init: dict[str, Any] | None) -> list[str]:
     if not init:
         return []

@@ -17,6 +17,7 @@ from genopt.metrics.scores import SCORES
 from genopt.spec import format_params
 from genopt.study import artifacts
 from genopt.study.note import data_line, feature_task
+from genopt.study.stopping import STOPPED_ATTR
 from genopt.study.stored import DATASET_ATTR
 
 
@@ -116,6 +117,8 @@ def study_summary(study: optuna.Study, *, fid_floor: float, feature_accuracy: fl
     ]
     if "channels" in dataset:
         lines.append(f"  {'images':<22}{data_line(dataset)}")
+    if study.user_attrs.get(STOPPED_ATTR):
+        lines.append(f"  {'stopped (auto)':<22}{study.user_attrs[STOPPED_ATTR]}")
     return "\n".join(lines)
 
 

@@ -32,10 +32,11 @@ from genopt.metrics.scores import SCORES
 from genopt.spec import StudySpec
 from genopt.study import stores
 from genopt.study.artifacts import BASELINE_ATTR, ArtifactStoreUnavailable, retain_best
-from genopt.study.note import study_note
+from genopt.study.note import study_note, with_stop
 from genopt.study.objective import Objective
 from genopt.study.progress import TrialProgress
 from genopt.study.search import check_resumable, make_pruner, make_sampler
+from genopt.study.stopping import AUTO, STOPPED_ATTR, Stagnation
 from genopt.study.storage import load_existing_study, open_storage, resolve_url
 from genopt.study.stored import (
     ARTIFACT_STORE_ATTR,
@@ -78,7 +79,7 @@ def name_metric(study: optuna.Study, spec: StudySpec) -> None:
 def run_study(
     spec: StudySpec,
     *,
-    trials: int,
+    trials: int | str,
     study_name: str,
     storage_url: str | None = None,
     data_dir: Path | None = None,
@@ -96,7 +97,9 @@ def run_study(
 
     Args:
         spec: the validated spec, command-line overrides applied.
-        trials: how many trials to add; earlier trials of the study are kept.
+        trials: how many trials to add (earlier trials of the study are kept), or ``"auto"``: until
+            the spec's stopping rule says the study has converged, or it holds the rule's cap
+            (``genopt.study.stopping``).
         study_name: the study to create or resume.
         storage_url: an Optuna storage URL (see ``genopt.study.storage.open_storage``); default ``sqlite:///storage/genopt.db``.
         data_dir: a folder of IDX files, or of images (``genopt.data.folder``), to use instead of
@@ -120,7 +123,8 @@ def run_study(
         KeyboardInterrupt: Ctrl-C; the running trials end as FAIL with user attribute reason "interrupted".
     """
     per_gpu = 1 if workers_per_gpu is None else workers_per_gpu
-    for name, value in (("trials", trials), ("workers", workers), ("workers per GPU", per_gpu)):
+    check_trials(trials)
+    for name, value in (("workers", workers), ("workers per GPU", per_gpu)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise GenoptError(f"the number of {name} must be a positive integer, got {value!r}")
     names = {p.name for p in spec.params}
@@ -188,10 +192,19 @@ def run_study(
     for params in enqueue:
         study.enqueue_trial(params, user_attrs={BASELINE_ATTR: True})
 
-    if workers == 1:
+    budget, rule = trial_budget(study, spec, trials)  # 0: an auto study that has converged
+    if budget and workers == 1:
         objective = Objective(spec, dataset, evaluator, store, device, init=init)
-        optimize(study, objective, trials=trials, store=store, keep=spec.keep_checkpoints, progress=progress)
-    else:
+        optimize(
+            study,
+            objective,
+            trials=budget,
+            store=store,
+            keep=spec.keep_checkpoints,
+            progress=progress,
+            rule=rule,
+        )
+    elif budget:
         spawn_local_workers(
             workers,
             study_name=study_name,
@@ -213,6 +226,7 @@ def optimize(
     store,
     keep: int,
     progress: bool | None,
+    rule: Stagnation | None = None,
 ) -> None:
     """Run ``trials`` trials of ``study`` in this process; a trial out of memory, or whose upload an
     object store failed (``ArtifactStoreUnavailable``, its ``reason`` in its line), fails alone.
@@ -223,6 +237,9 @@ def optimize(
     A trial taken over while this process stalled (no heartbeat for the grace period, so another
     worker failed it as stale and queued it again) counts as one of the ``trials``: this says so in
     one line and goes on with the next trial (``_TrialWatch``).
+
+    With a stopping ``rule`` (``--trials auto``), the run also ends once the rule says the study has
+    converged or is at its cap; the study records why (``STOPPED_ATTR``) and its note says so.
     """
     # The per-trial lines below replace Optuna's own log line per trial.
     verbosity = optuna.logging.get_verbosity()
@@ -231,6 +248,9 @@ def optimize(
     for handler in handlers:
         handler.addFilter(quiet)
     watch = _TrialWatch(objective)
+    callbacks = [watch.told, retain_best(store, keep)]
+    if rule is not None:
+        callbacks.append(_stop_when(rule, stored_spec(study).objective_name))
     try:
         with TrialProgress(trials, bar=progress) as progress_callback:
             while watch.done < trials:
@@ -239,7 +259,7 @@ def optimize(
                         watch,
                         n_trials=trials - watch.done,
                         catch=(torch.OutOfMemoryError, ArtifactStoreUnavailable),
-                        callbacks=[watch.told, retain_best(store, keep), progress_callback],
+                        callbacks=[*callbacks, progress_callback],
                     )
                     return
                 except Exception as exc:
@@ -252,6 +272,58 @@ def optimize(
         optuna.logging.set_verbosity(verbosity)
         for handler in handlers:
             handler.removeFilter(quiet)
+
+
+def check_trials(trials: int | str) -> None:
+    """``trials`` must be a positive integer or ``"auto"``.
+
+    Raises:
+        GenoptError: it is neither.
+    """
+    if trials == AUTO:
+        return
+    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
+        raise GenoptError(f"the number of trials must be a positive integer or auto, got {trials!r}")
+
+
+def trial_budget(study: optuna.Study, spec: StudySpec, trials: int | str) -> tuple[int, Stagnation | None]:
+    """How many trials this run may add, and the stopping rule that may end it sooner (``auto``).
+
+    With ``auto`` the budget is what the cap leaves, and 0 when the study has already converged;
+    either way the reason is recorded and printed. A fixed number of trials clears an earlier
+    run's reason, since the study goes on past it.
+    """
+    if study.user_attrs.get(STOPPED_ATTR):
+        _record_stop(study, None)
+    if trials != AUTO:
+        return int(trials), None
+    rule = Stagnation.of(spec)
+    reason = rule.verdict(study, spec.objective_name)
+    if reason is not None:
+        _record_stop(study, reason)
+        return 0, rule
+    finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+    return rule.max_trials - finished, rule
+
+
+def _stop_when(rule: Stagnation, objective: str) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """An Optuna callback that stops the run once ``rule`` has a verdict on the study."""
+
+    def stop(study: optuna.Study, trial: FrozenTrial) -> None:
+        reason = rule.verdict(study, objective)
+        if reason is not None:
+            _record_stop(study, reason)
+            study.stop()
+
+    return stop
+
+
+def _record_stop(study: optuna.Study, reason: str | None) -> None:
+    """Record why the study stopped (None: it goes on after all) in its attributes and its note."""
+    study.set_user_attr(STOPPED_ATTR, reason)
+    optuna_dashboard.save_note(study, with_stop(optuna_dashboard.get_note(study), reason))
+    if reason is not None:
+        tqdm.write(f"study {study.study_name}: {reason}", file=sys.stdout)
 
 
 class _TrialWatch:
@@ -338,7 +410,7 @@ def run_worker(
     *,
     study_name: str,
     storage_url: str | None,
-    trials: int,
+    trials: int | str,
     data_dir: Path | None = None,
     artifact_store: str | Path | None = None,
     worker: int = 0,
@@ -352,8 +424,7 @@ def run_worker(
     Raises:
         GenoptError: no such study, other data than the study's, or bad input.
     """
-    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
-        raise GenoptError(f"the number of trials must be a positive integer, got {trials!r}")
+    check_trials(trials)
     study = load_existing_study(study_name, storage_url)
     store = stores.artifact_store(study_artifact_location(study, artifact_store))  # checked first
     spec = stored_spec(study)
@@ -368,5 +439,15 @@ def run_worker(
     study.sampler = make_sampler(spec, n_existing=len(study.trials), worker=worker, distinct=True)
     study.pruner = make_pruner(spec)
     objective = Objective(spec, dataset, evaluator, store, device, init=init)
-    optimize(study, objective, trials=trials, store=store, keep=spec.keep_checkpoints, progress=progress)
+    budget, rule = trial_budget(study, spec, trials)
+    if budget:
+        optimize(
+            study,
+            objective,
+            trials=budget,
+            store=store,
+            keep=spec.keep_checkpoints,
+            progress=progress,
+            rule=rule,
+        )
     return StudyResult(study, evaluator.floor(), evaluator.validation_accuracy)

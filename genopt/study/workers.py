@@ -99,7 +99,8 @@ def spawn_local_workers(
         GenoptError: a worker exited with an error (its own message is above, on stderr).
         KeyboardInterrupt: Ctrl-C, after every worker has stopped.
     """
-    split = shares(trials, workers)
+    # auto: every worker applies the study's stopping rule to the shared study
+    split = [trials] * workers if trials == "auto" else shares(trials, workers)
     gpus = _gpu_count()
     placement = worker_gpus(len(split), gpus=gpus, per_gpu=per_gpu)
     on_cpu = placement.count(None)

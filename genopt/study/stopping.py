@@ -1,0 +1,93 @@
+"""``--trials auto``: when a study has converged, by best-value stagnation.
+
+A search that has not improved its best value by a meaningful amount for a while is unlikely to do
+so soon: that is the rule of Optuna's ``BestValueStagnationEvaluator`` (with a static error of 0,
+the Terminator's setting for studies without cross-validation folds), here with a relative
+threshold, since the Gaussian process keeps finding improvements of a fraction of a percent that no
+sample grid shows. Optuna's Terminator itself is deprecated since Optuna 4.9, so genopt keeps the
+rule to itself, a few lines over the finished trials in the order they finished.
+
+The stop is a verdict on the study, not on one run: ``auto`` on a study that has already converged
+adds no trial, and every worker of the study reaches the same verdict from the same trials.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+
+from genopt.spec import StudySpec
+
+AUTO = "auto"
+# Why an auto study stopped, in its user attributes: the note and the summary say it.
+STOPPED_ATTR = "stopped"
+
+
+@dataclass(frozen=True)
+class Stagnation:
+    """Stop once the best value has gained less than ``min_improvement`` (relative) over the last
+    ``patience`` scored trials, or once the study holds ``max_trials`` finished trials.
+
+    Attributes:
+        patience: scored trials that must pass without a meaningful gain; also the least number of
+            scored trials before the rule may say "converged".
+        min_improvement: the relative gain that counts, e.g. 0.01 for 1 %.
+        max_trials: the cap, however the search goes.
+    """
+
+    patience: int
+    min_improvement: float
+    max_trials: int
+
+    @classmethod
+    def of(cls, spec: StudySpec) -> Stagnation:
+        return cls(spec.auto_patience, spec.auto_min_improvement, spec.auto_max_trials)
+
+    def _best_at(self, values: Sequence[float]) -> list[int]:
+        """For each prefix of ``values``, the 1-based position of its last meaningful gain."""
+        out, best_at, best = [], 0, math.inf
+        for i, value in enumerate(values, start=1):
+            if not math.isfinite(best) or value < best * (1 - self.min_improvement):
+                best_at = i
+            best = min(best, value)
+            out.append(best_at)
+        return out
+
+    def stops_after(self, values: Sequence[float | None]) -> int | None:
+        """After how many finished trials the rule first stops a study, else None (it would go on).
+
+        Args:
+            values: each finished trial's objective (lower is better) in the order they finished,
+                None for a trial without a score (pruned, failed); those count toward the cap only.
+        """
+        scored: list[float] = []
+        for i, value in enumerate(values, start=1):
+            if value is not None and math.isfinite(value):
+                scored.append(value)
+            if i >= self.max_trials or (scored and len(scored) - self._best_at(scored)[-1] >= self.patience):
+                return i
+        return None
+
+    def verdict(self, study: optuna.Study, objective: str) -> str | None:
+        """Why ``study`` should stop now, in one line, or None to go on."""
+        trials = study.get_trials(deepcopy=False)
+        finished = [t for t in trials if t.state.is_finished()]
+        if len(finished) >= self.max_trials:
+            return f"stopped at the cap of {self.max_trials} trials"
+        done = sorted((t for t in finished if t.state == TrialState.COMPLETE), key=_finished_order)
+        values = [t.value for t in done if t.value is not None and math.isfinite(t.value)]
+        if not values or len(values) - self._best_at(values)[-1] < self.patience:
+            return None
+        return (
+            f"converged: the best {objective} ({min(values):.4g}) gained less than "
+            f"{100 * self.min_improvement:g} % over the last {self.patience} scored trials "
+            f"({len(finished)} trials in all, the cap is {self.max_trials})"
+        )
+
+
+def _finished_order(trial: optuna.trial.FrozenTrial) -> tuple:
+    return (trial.datetime_complete is None, trial.datetime_complete, trial.number)

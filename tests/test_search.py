@@ -97,10 +97,12 @@ def test_the_shipped_default_search_is_what_the_study_specs_ship():
 
 
 def test_a_resumed_study_may_change_how_it_searches_and_nothing_else():
-    assert {"seed", "keep_checkpoints", *SEARCH_FIELDS} == RESUMABLE_FIELDS
+    auto = {"auto_patience", "auto_min_improvement", "auto_max_trials"}  # how long it searches
+    assert {"seed", "keep_checkpoints", *SEARCH_FIELDS, *auto} == RESUMABLE_FIELDS
     study = optuna.create_study(study_name="s")
     study.set_user_attr(SPEC_ATTR, plain(StudySpec().to_dict()))
     how = {"sampler": "tpe", "pruner": "none", "behind_factor": 2.0, "seed": 3, "keep_checkpoints": 1}
+    how |= {"auto_patience": 40}
     check_resumable(study, dataclasses.replace(StudySpec(), **how), "sha")
     with pytest.raises(GenoptError, match="made with a different kind, lr: use the same spec"):
         check_resumable(study, dataclasses.replace(StudySpec(), lr=1e-3, kind="dcgan", **how), "sha")

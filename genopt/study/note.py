@@ -93,7 +93,7 @@ def feature_task(dataset: dict[str, Any]) -> str:
 
 
 def data_line(dataset: dict[str, Any]) -> str:
-    """``3x32x32, 10 classes (2 files skipped, 1 ignored)``: the study's images in one line."""
+    """``3x32x32, 10 classes (1 other file ignored)``: the study's images in one line."""
     shape = (
         "x".join(str(dataset[k]) for k in ("channels", "image_size", "image_size"))
         if "channels" in dataset

@@ -50,7 +50,7 @@ def study_note(study_name: str, user_attrs: dict[str, Any], command: str | None 
         f"| source | `{dataset.get('source', '?')}` |",
         f"| sha256 | `{dataset.get('sha256', '?')}` |",
         *_data_rows(dataset),
-        f"| feature network {feature_task(dataset)} accuracy (validation) | {_fmt(accuracy, '.4f')} |",
+        f"| feature network validation accuracy, {feature_task(dataset)} task | {_fmt(accuracy, '.4f')} |",
         f"| feature network version | {user_attrs.get(FEATURE_VERSION_ATTR, 1)} |",
         f"| FID floor (validation vs test) | {_fmt(floor, '.2f')} |",
         *_init_rows(user_attrs.get(INIT_ATTR)),

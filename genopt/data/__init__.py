@@ -74,6 +74,11 @@ class Dataset:
         """What class ``label`` is called: its folder's name, else the index itself."""
         return self.class_names[label] if self.class_names else str(label)
 
+    @property
+    def named_classes(self) -> list[str]:
+        """Every class's name in label order (IDX data: "0", "1", ...); empty for data without classes."""
+        return [self.class_name(k) for k in range(self.num_classes)] if self.labelled else []
+
 
 def to_model_range(images: torch.Tensor) -> torch.Tensor:
     """uint8 pixels in [0, 255] as float32 in [-1, 1], the range of the generator's Tanh."""

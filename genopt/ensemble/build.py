@@ -120,14 +120,13 @@ def dataset_description(dataset: Dataset) -> dict[str, Any]:
     data, and is empty for data without classes.
     """
     c, h, _ = dataset.image_shape
-    names = [dataset.class_name(k) for k in range(dataset.num_classes)] if dataset.labelled else []
     return {
         "name": dataset.name,
         "sha256": dataset.sha256,
         "channels": c,
         "image_size": h,
         "image_shape": [int(x) for x in dataset.image_shape],
-        "class_names": names,
+        "class_names": dataset.named_classes,
     }
 
 
@@ -197,7 +196,7 @@ def build_ensemble(
     best = min(range(len(members)), key=lambda i: values[i])
 
     # A conditional ensemble's classes are the dataset's, named as the dataset names them.
-    class_names = [dataset.class_name(k) for k in range(dataset.num_classes)] if conditional else None
+    class_names = dataset.named_classes if conditional else None
     mean_ensemble = EnsembleGenerator(
         [m.generator for m in members], [1.0] * len(members), mode="mean", class_names=class_names
     )

@@ -43,9 +43,7 @@ def dataset_record(dataset: Dataset, data_dir: Path | None) -> dict[str, Any]:
         "channels": c,
         "image_size": h,
         "labelled": dataset.labelled,
-        "class_names": [dataset.class_name(k) for k in range(dataset.num_classes)]
-        if dataset.labelled
-        else [],
+        "class_names": dataset.named_classes,
     }
     # An image folder's reading: its files' own sha256, what was skipped or ignored, and its split.
     record.update({k: v for k, v in dataset.details.items() if k in FOLDER_DETAILS})

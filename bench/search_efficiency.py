@@ -44,14 +44,21 @@ import optuna
 import torch
 from replay import Surrogate, Table, held_out_rank_correlation, replay
 
-from genopt.spec import StudySpec
+from genopt.spec import Param, StudySpec, load_spec
 from genopt.study.artifacts import SAMPLES_ATTR
 
 ROOT = Path(__file__).resolve().parent.parent
-SEEDS, QUICK_SEEDS = 30, 10
+SEEDS, QUICK_SEEDS = 30, 15
 TRIAL_COUNTS = (20, 50, 100)
-SEARCH_FIELDS = ("sampler", "multivariate", "startup_trials", "pruner", "min_resource", "behind_factor")
-ARTICLE = {"sampler": "tpe", "multivariate": False, "startup_trials": 10, "pruner": "none", "min_resource": 1}
+SEARCH_FIELDS = (
+    "sampler", "multivariate", "startup_trials", "tpe_after", "pruner", "min_resource", "behind_factor"
+)  # fmt: skip
+ARTICLE = {
+    "sampler": "tpe", "multivariate": False, "startup_trials": 10, "tpe_after": 0, "pruner": "none",
+    "min_resource": 1,
+}  # fmt: skip
+# The shipped default spec: its steps (the grid genopt searches) apply where a table has its ranges.
+SHIPPED = ROOT / "studies" / "cgan.toml"
 SAMPLERS = {
     "random": {"sampler": "random"},
     "TPE uni 10": {"sampler": "tpe", "multivariate": False, "startup_trials": 10},
@@ -61,6 +68,10 @@ SAMPLERS = {
     "GP 10": {"sampler": "gp", "startup_trials": 10},
     "GP 8": {"sampler": "gp", "startup_trials": 8},
     "GP 5": {"sampler": "gp", "startup_trials": 5},
+    **{
+        f"GP 8, TPE from {n}": {"sampler": "gp", "startup_trials": 8, "tpe_after": n}
+        for n in (20, 30, 40, 50)
+    },
 }
 PRUNERS = {
     "none": {"pruner": "none"},
@@ -71,14 +82,26 @@ PRUNERS = {
     "Patient": {"pruner": "patient"},
     "Behind 1.5": {"pruner": "behind_best", "min_resource": 2, "behind_factor": 1.5},
 }
-# GP takes about 100 s per 100-trial search on 2 busy cores (TPE under 1 s): its candidates run 50
-# trials, with the pruners that matter most; the shipped default runs all 100.
+# GP over every integer takes about 100 s per 100-trial search on 2 busy cores (TPE under 1 s): on
+# such a space its candidates run 50 trials, with the pruners that matter most, and the shipped
+# default all 100. On the shipped grid a GP search takes seconds and every candidate runs 100.
 GP_PRUNERS = {
     "GP 10": ("none", "Hyperband", "SHA min 2", "Behind 1.5"),
-    "GP 8": ("Behind 1.5",),
+    "GP 8": ("none", "Behind 1.5"),
     "GP 5": ("none", "Behind 1.5"),
+    **{f"GP 8, TPE from {n}": ("Behind 1.5",) for n in (20, 30, 40, 50)},
 }
 GP_TRIALS = 50
+# The candidates replayed on the shipped DCGAN's table unless --all: the samplers with the pruner
+# that serves each best on the MLP table, GP with and without it, and GP handing over to TPE.
+FOCUS = (
+    "random + none",
+    "TPE uni 10 + Behind 1.5",
+    "TPE multi 10 + Behind 1.5",
+    "GP 8 + none",
+    "GP 8 + Behind 1.5",
+    *(f"GP 8, TPE from {n} + Behind 1.5" for n in (20, 30, 40, 50)),
+)
 K_NEIGHBOURS = (1, 3, 5, 8)
 # The neighbours --quick uses: the k with the best held-out rank correlation in the full run (0.86).
 QUICK_K = 5
@@ -103,6 +126,23 @@ def default_search() -> dict:
 _SURROGATE: dict = {}
 
 
+def search_space(setting: StudySpec) -> tuple[Param, ...]:
+    """The table's search space, with the shipped spec's steps where it searches the same range.
+
+    Searches are replayed on the grid genopt ships (batch sizes in 4s, noise sizes in 10s), over
+    which GP's suggestions cost an eighth of those over every integer; the table's configurations
+    may lie off it, which the surrogate does not mind. The article's MLP table has other ranges, so
+    its replays keep every integer.
+    """
+    shipped = {p.name: p for p in load_spec(SHIPPED).params}
+    out = []
+    for p in setting.params:
+        q = shipped.get(p.name)
+        same = q is not None and (q.low, q.high, q.log, q.choices) == (p.low, p.high, p.log, p.choices)
+        out.append(dataclasses.replace(p, step=q.step) if same else p)
+    return tuple(out)
+
+
 def _surrogate(path: str, k: int) -> Surrogate:
     if (path, k) not in _SURROGATE:
         _SURROGATE[(path, k)] = Surrogate(Table.load(path), k=k)
@@ -116,19 +156,26 @@ def replay_one(job: tuple[str, int, dict, int, int]) -> list[tuple[float, float,
     warnings.simplefilter("ignore")  # Optuna's experimental-feature warnings, once per process
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     surrogate = _surrogate(path, k)
-    spec = dataclasses.replace(surrogate.table.setting, seed=seed, **search)
+    setting = surrogate.table.setting
+    spec = dataclasses.replace(setting, seed=seed, params=search_space(setting), **search)
     return [(t.images, t.seconds, t.value) for t in replay(spec, surrogate, trials)]
 
 
-def trials_for(search: dict, trials: int) -> int:
-    if search["sampler"] != "gp" or _key(search) == _key(default_search()):
+def trials_for(search: dict, trials: int, gridded: bool) -> int:
+    if search["sampler"] != "gp" or gridded or _key(search) == _key(default_search()):
         return trials
     return min(trials, GP_TRIALS)
 
 
+def gridded(table: Table) -> bool:
+    """Whether the searches replayed on ``table`` run on a grid (every GP candidate then runs 100)."""
+    return any(p.step for p in search_space(table.setting) if p.choices is None)
+
+
 def run_all(path: Path, k: int, searches: dict[str, dict], seeds: int, trials: int, workers: int) -> dict:
+    grid = gridded(Table.load(path))
     jobs = [
-        (str(path), k, search, seed, trials_for(search, trials))
+        (str(path), k, search, seed, trials_for(search, trials, grid))
         for search in searches.values()
         for seed in range(seeds)
     ]
@@ -186,6 +233,12 @@ def headlines(default_runs, article_runs, n: int) -> list[str]:
     return [f"search_compute_ratio={fmt(ratio)}", f"search_reached={reached:.2f}"]
 
 
+def targets(default_runs, article_runs) -> list[str]:
+    """The issue's three figures: compute ratio and reached at 50 trials, reached at 100."""
+    _, reached_100 = summary(ratios(default_runs, article_runs, 100))
+    return [*headlines(default_runs, article_runs, 50), f"search_reached_100={reached_100:.2f}"]
+
+
 def surrogate_check(table: Table) -> list[list]:
     """Held-out rank correlation of predicted against real best intra-FID, per k (5 random 10 % splits)."""
     rows = []
@@ -199,10 +252,12 @@ def best_k(rows: list[list]) -> int:
     return max(rows, key=lambda r: float(r[1]))[0]
 
 
-def real_confirmation(seeds: int, trials: int, workers: int, device: str = "cpu") -> list[dict]:
+def real_confirmation(
+    setting: StudySpec, seeds: int, trials: int, workers: int, device: str = "cpu"
+) -> list[dict]:
     """Real searches (training) of the default and the article's setting, in the table's setting."""
     jobs = [
-        (name, search, seed, trials, device)
+        (setting.to_dict(), name, search, seed, trials, device)
         for seed in range(seeds)
         for name, search in _real_searches().items()
     ]
@@ -223,8 +278,8 @@ def real_one(job) -> dict:
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    name, search, seed, trials, device = job
-    spec = dataclasses.replace(curves.SETTING, seed=seed, **search)
+    setting, name, search, seed, trials, device = job
+    spec = dataclasses.replace(StudySpec.from_dict(setting), seed=seed, **search)
     dataset = load_dataset(spec.dataset)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -254,7 +309,12 @@ def real_one(job) -> dict:
 
 def main() -> None:
     p = harness.parser(__doc__)
-    p.add_argument("--table", type=Path, default=curves.TABLE, help="the learning-curve table")
+    p.add_argument(
+        "--table",
+        type=Path,
+        default=curves.DCGAN_TABLE,
+        help="the learning-curve table (default: the shipped DCGAN's)",
+    )
     p.add_argument("--seeds", type=int, help="seeds per candidate (default 30; --quick 10)")
     p.add_argument("--workers", type=int, default=2, help="processes replaying searches")
     p.add_argument(
@@ -263,37 +323,36 @@ def main() -> None:
     p.add_argument("--real-trials", type=int, default=50, help="trials per real search")
     p.add_argument("--real-device", default="cpu", help="where the real searches train (cpu, cuda)")
     p.add_argument("--no-gp", action="store_true", help="leave out the GP sampler (slow to replay)")
+    p.add_argument("--all", action="store_true", help="every sampler x pruner, not only the focus set")
     p.add_argument("--load", type=Path, help="reuse the runs --save wrote; replay only what it lacks")
     p.add_argument("--save", type=Path, help="write every replayed run here (JSON), for later plots")
     args = p.parse_args()
     args.seeds = args.seeds or (QUICK_SEEDS if args.quick else SEEDS)
     table = Table.load(args.table)
-    default, n_quick = default_search(), 50
+    default = default_search()
     report = harness.Report("Search efficiency: candidates replayed on a learning-curve table", args)
     lines = report.lines
 
     if args.quick:
         k = QUICK_K
-        runs = run_all(
-            args.table, k, {"default": default, "article": ARTICLE}, args.seeds, n_quick, args.workers
-        )
+        runs = run_all(args.table, k, {"default": default, "article": ARTICLE}, args.seeds, 100, args.workers)
         lines += [
             f"Replay of the shipped default ({describe(default)}) against the article's setting "
-            f"({describe(ARTICLE)}), {n_quick} trials, {args.seeds} seeds, surrogate k={k}.",
+            f"({describe(ARTICLE)}) on `{harness.relative(args.table)}`, 100 trials (the first 50 are "
+            f"the 50-trial search), {args.seeds} seeds, surrogate k={k}.",
         ]
-        report.headlines += headlines(runs["default"], runs["article"], n_quick)
+        report.headlines += targets(runs["default"], runs["article"])
         report.finish()
         return
 
     setting = table.setting
     lines += [
-        f"Table: `{harness.relative(args.table)}`, {len(table.configs)} configurations of the default "
-        f"search space (lr, batch size, noise size) trained for real by `{table.command}` on "
-        f"{table.machine.split(' (')[0].split(',')[0]}: a cGAN with MLPs "
-        f"G {'-'.join(map(str, setting.generator_widths))}, "
-        f"D {'-'.join(map(str, setting.discriminator_widths))}, the first {setting.train_limit:,} MNIST "
-        f"training images, {setting.max_epochs} epochs, EMA {setting.ema_decay}, every epoch scored on "
-        f"{setting.fid_samples:,} validation samples (intra-FID, FID, label accuracy).",
+        f"Table: `{harness.relative(args.table)}`, {len(table.configs)} configurations of its "
+        f"search space ({space(setting)}) trained for real by `{table.command}` on "
+        f"{table.machine.split(' (')[0].split(',')[0]}: {networks(setting)}, the first "
+        f"{setting.train_limit:,} MNIST training images, {setting.max_epochs} epochs, EMA "
+        f"{setting.ema_decay}, every epoch scored on {setting.fid_samples:,} validation samples "
+        "(intra-FID, FID, label accuracy).",
         "",
         "Surrogate check: Spearman rank correlation of predicted against real best intra-FID of "
         "held-out configurations (10 % of the table, 5 random splits), per number of neighbours k:",
@@ -302,7 +361,9 @@ def main() -> None:
     check = surrogate_check(table)
     lines += harness.table(["k", "median rho", "per split"], check)
     k = best_k(check)
-    searches = {**candidates(gp=not args.no_gp), "article": ARTICLE, "default": default}
+    every = candidates(gp=not args.no_gp)
+    chosen = every if args.all else {n: c for n, c in every.items() if n in FOCUS}
+    searches = {**chosen, "article": ARTICLE, "default": default}
     started = time.perf_counter()
     # Saved runs are matched by what they searched (the shipped default is also a candidate).
     saved: dict[str, list] = {}
@@ -314,7 +375,7 @@ def main() -> None:
         n: saved[_key(s)]
         for n, s in searches.items()
         if len(saved.get(_key(s), [])) >= args.seeds
-        and len(saved[_key(s)][0]) >= trials_for(s, max(TRIAL_COUNTS))
+        and len(saved[_key(s)][0]) >= trials_for(s, max(TRIAL_COUNTS), gridded(table))
     }
     # Each search once, though the shipped default is also a candidate.
     missing = {_key(s): s for n, s in searches.items() if n not in runs}
@@ -329,7 +390,8 @@ def main() -> None:
     lines += [
         "",
         f"Replays with k={k}: {len(searches)} searches x {args.seeds} seeds x {max(TRIAL_COUNTS)} trials "
-        f"(GP candidates other than the default: {GP_TRIALS}) "
+        + ("" if gridded(table) else f" (GP candidates other than the default: {GP_TRIALS})")
+        + f" on the space {space(dataclasses.replace(setting, params=search_space(setting)))} "
         f"in {replay_seconds:.0f} s. Per candidate and number of trials: the median over seeds of "
         "(images it trained until its best intra-FID was at most the article setting's best) / (the "
         "article setting's images), 'inf' when it never got there, and the share of seeds that got "
@@ -374,10 +436,10 @@ def main() -> None:
             continue
         lines.append(f"- {n} trials: `" + "`, `".join(headlines(runs["default"], runs["article"], n)) + "`")
     if args.real:
-        lines += real_section(args.real, args.real_trials, args.workers, args.real_device)
+        lines += real_section(setting, args.real, args.real_trials, args.workers, args.real_device)
     if args.png is not None:
         plot(args.png, runs, default)
-    report.headlines += headlines(runs["default"], runs["article"], n_quick)
+    report.headlines += targets(runs["default"], runs["article"])
     report.finish()
 
 
@@ -386,6 +448,29 @@ def _key(search: dict) -> str:
     if search["pruner"] != "behind_best":
         search = {k: v for k, v in search.items() if k != "behind_factor"}
     return json.dumps(search, sort_keys=True)
+
+
+def networks(setting: StudySpec) -> str:
+    """The table's cGAN in words: its networks' kind and sizes."""
+    if setting.kind == "dcgan":
+        return (
+            f"the shipped conditional DCGAN (G {'-'.join(map(str, setting.generator_channels))}, "
+            f"D {'-'.join(map(str, setting.discriminator_channels))} channels)"
+        )
+    return (
+        f"a cGAN with MLPs G {'-'.join(map(str, setting.generator_widths))}, "
+        f"D {'-'.join(map(str, setting.discriminator_widths))}"
+    )
+
+
+def space(setting: StudySpec) -> str:
+    """The table's search space in words: ``lr 8e-04..2.5e-03 (log), batch_size 32..64, ...``."""
+    return ", ".join(
+        f"{p.name} {p.low:g}..{p.high:g}"
+        + (" (log)" if p.log else "")
+        + (f" step {p.step:g}" if p.step else "")
+        for p in setting.params
+    )
 
 
 def describe(search: dict) -> str:
@@ -404,8 +489,8 @@ def describe(search: dict) -> str:
     return f"{sampler}, pruner {pruner}"
 
 
-def real_section(seeds: int, trials: int, workers: int, device: str) -> list[str]:
-    results = real_confirmation(seeds, trials, workers, device)
+def real_section(setting: StudySpec, seeds: int, trials: int, workers: int, device: str) -> list[str]:
+    results = real_confirmation(setting, seeds, trials, workers, device)
     runs = {name: [r["run"] for r in results if r["name"] == name] for name in _real_searches()}
     rows = []
     for r in results:

@@ -14,11 +14,13 @@ import pytest
 from genopt.errors import GenoptError
 from genopt.files import plain
 from genopt.spec import StudySpec, load_spec
+from genopt.study.samplers import Handover
 from genopt.study.search import (
     RESUMABLE_FIELDS,
     BehindBestPruner,
     check_resumable,
     make_pruner,
+    make_sampler,
 )
 from genopt.study.stored import SPEC_ATTR
 
@@ -27,7 +29,9 @@ sys.path.insert(0, str(ROOT / "bench"))  # the replay lives beside the benchmark
 from replay import Surrogate, Table, normalise, replay  # noqa: E402
 
 TABLE = ROOT / "bench" / "data" / "curves.json.gz"
-SEARCH_FIELDS = ("sampler", "multivariate", "startup_trials", "pruner", "min_resource", "behind_factor")
+SEARCH_FIELDS = (
+    "sampler", "multivariate", "startup_trials", "tpe_after", "pruner", "min_resource", "behind_factor"
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +125,50 @@ def test_a_study_of_a_shipped_spec_is_pointed_at_that_file():
         check_resumable(study, load_spec(ROOT / "studies" / "cgan.toml"), "sha")
 
 
+class OnePoint(optuna.samplers.BaseSampler):
+    """A sampler that always draws ``x``, whatever it saw."""
+
+    def __init__(self, x: float):
+        self.x = x
+
+    def infer_relative_search_space(self, study, trial):
+        return {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+
+    def sample_relative(self, study, trial, search_space):
+        return {"x": self.x}
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self.x
+
+
+def test_the_handover_draws_with_the_second_sampler_from_its_trial_on():
+    study = optuna.create_study(sampler=Handover(OnePoint(0.25), OnePoint(0.75), at=5))
+    study.optimize(lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=8)
+    assert [t.params["x"] for t in study.trials] == [0.25] * 5 + [0.75] * 3
+    # a resumed study (a new sampler object) hands over by the trial's number, not its own count
+    study.sampler = Handover(OnePoint(0.25), OnePoint(0.75), at=5)
+    study.optimize(lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=2)
+    assert [t.params["x"] for t in study.trials[-2:]] == [0.75, 0.75]
+
+
+def test_the_spec_says_when_gp_hands_over_to_tpe():
+    spec = StudySpec(sampler="gp", startup_trials=4, tpe_after=0)
+    assert isinstance(make_sampler(spec), optuna.samplers.GPSampler)
+    sampler = make_sampler(dataclasses.replace(spec, tpe_after=6))
+    assert isinstance(sampler, Handover) and sampler.at == 6
+    assert isinstance(sampler.first, optuna.samplers.GPSampler)
+    assert isinstance(sampler.then, optuna.samplers.TPESampler)
+    # a real study: GP's draws (random for the 4 startup trials), then TPE's; each trial is drawn once
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda trial: (trial.suggest_float("x", 0.0, 1.0) - 0.3) ** 2, n_trials=10)
+    assert len({t.params["x"] for t in study.trials}) == 10
+    # TPE, which the spec names for itself, never hands over
+    assert isinstance(
+        make_sampler(dataclasses.replace(spec, sampler="tpe", tpe_after=6)), optuna.samplers.TPESampler
+    )
+
+
 def test_min_resource_is_capped_at_the_budget():
     pruner = make_pruner(StudySpec(pruner="successive_halving", min_resource=5, max_epochs=2))
     assert isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner)
@@ -132,6 +180,7 @@ def test_min_resource_is_capped_at_the_budget():
         ({"sampler": "cmaes"}, "unknown sampler 'cmaes'"),
         ({"pruner": "asha"}, "unknown pruner 'asha'"),
         ({"startup_trials": -1}, "startup_trials must be at least 0"),
+        ({"tpe_after": -2}, "tpe_after must be at least 0"),
         ({"min_resource": 0}, "min_resource must be at least 1"),
         ({"behind_factor": 0.9}, "behind_factor must be at least 1"),
         ({"behind_factor": float("nan")}, "behind_factor must be at least 1"),

@@ -38,8 +38,8 @@ def test_the_default_specs_are_the_small_dcgan_where_it_learns(model):
     assert spec.max_epochs == 15
     assert {p.name: (p.low, p.high, p.log, p.step) for p in spec.params} == {
         "lr": (8e-4, 2.5e-3, True, None),
-        "batch_size": (32, 64, False, None),
-        "noise_dim": (50, 200, False, None),
+        "batch_size": (32, 64, False, 4),
+        "noise_dim": (50, 200, False, 10),
     }
 
 
@@ -188,7 +188,7 @@ def test_the_stored_form_of_a_spec_is_unchanged():
         "train_limit", "precision", "ema_decay", "augment", "augment_probability", "generator_widths",
         "discriminator_widths", "leaky_slope", "conditioning", "spectral_norm", "kind",
         "generator_channels", "discriminator_channels", "fid_samples", "objective", "min_label_accuracy",
-        "select_epoch", "sampler", "multivariate", "startup_trials", "pruner", "min_resource",
+        "select_epoch", "sampler", "multivariate", "startup_trials", "tpe_after", "pruner", "min_resource",
         "behind_factor", "seed", "keep_checkpoints", "image_size", "channels", "auto_patience",
         "auto_min_improvement", "auto_max_trials", "params",
     ]  # fmt: skip

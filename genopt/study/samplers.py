@@ -21,13 +21,57 @@ def tpe(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
 
 
 def gp(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
-    """Gaussian-process Bayesian optimisation after ``startup_trials`` random trials."""
-    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=spec.startup_trials)
+    """Gaussian-process Bayesian optimisation after ``startup_trials`` random trials, and from trial
+    ``tpe_after`` on (when not 0) multivariate TPE over the same trials."""
+    sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=spec.startup_trials)
+    if not spec.tpe_after:
+        return sampler
+    # TPE starts from the trials GP drew: no random trials of its own.
+    refine = optuna.samplers.TPESampler(seed=(seed + 1) % 2**32, multivariate=True, n_startup_trials=0)
+    return Handover(sampler, refine, spec.tpe_after)
 
 
 def random(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
     """Independent uniform draws."""
     return optuna.samplers.RandomSampler(seed=seed)
+
+
+class Handover(optuna.samplers.BaseSampler):
+    """One sampler for the study's first ``at`` trials, another from then on.
+
+    GP finds the good region within a few dozen trials and then keeps proposing the point it
+    believes best; multivariate TPE, fitted to the same trials, draws around the best ones with a
+    spread and so keeps finding slightly better points (``[search] tpe_after``, docs/benchmarks.md).
+    Which sampler draws follows from the trial's number in the study, so resumed studies and workers
+    sharing one hand over at the same trial.
+    """
+
+    def __init__(self, first: optuna.samplers.BaseSampler, then: optuna.samplers.BaseSampler, at: int):
+        self.first = first
+        self.then = then
+        self.at = at
+
+    def _for(self, trial) -> optuna.samplers.BaseSampler:
+        return self.then if trial.number >= self.at else self.first
+
+    def infer_relative_search_space(self, study, trial):
+        return self._for(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._for(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study, trial) -> None:
+        self._for(trial).before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._for(trial).after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.first.reseed_rng()
+        self.then.reseed_rng()
 
 
 SAMPLERS: dict[str, Callable[[StudySpec, int], optuna.samplers.BaseSampler]] = {

@@ -1,9 +1,10 @@
 """--trials auto replayed: the trials its stopping rule runs, and how far its best is from 100 trials'.
 
-The shipped default search (GP, behind_best) is replayed to 100 trials per seed on the learning-curve
-table, as bench/search_efficiency.py replays it. A search does not know when it will be stopped, so
-one 100-trial run per seed answers every rule: ``Stagnation.stops_after`` (genopt.study.stopping,
-what ``--trials auto`` runs) says after how many trials each rule of a grid would have stopped it.
+The shipped default search is replayed to 100 trials per seed on a learning-curve table (by
+default the shipped DCGAN's), as bench/search_efficiency.py replays it. A search does not know when
+it will be stopped, so one 100-trial run per seed answers every rule: ``Stagnation.stops_after``
+(genopt.study.stopping, what ``--trials auto`` runs) says after how many trials each rule of a grid
+would have stopped it.
 Per rule, over the seeds: the trials run (median and range); the gap, how much worse the best
 intra-FID at the stop is than the same run's best after 100 trials (median, and the share of seeds
 within 1 % and 5 %); and the share of the 100 trials' images it trained.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 
 import curves
 import harness
@@ -51,17 +53,18 @@ def main() -> None:
     p = harness.parser(__doc__)
     p.add_argument("--seeds", type=int, help="seeds (default 30; --quick 15)")
     p.add_argument("--workers", type=int, default=2, help="processes replaying searches")
+    p.add_argument("--table", type=Path, default=curves.DCGAN_TABLE, help="the learning-curve table")
     args = p.parse_args()
     seeds = args.seeds or (15 if args.quick else 30)
     report = harness.Report("--trials auto: the stopping rule replayed on the learning-curve table", args)
     default = se.default_search()
     started = time.perf_counter()
-    runs = se.run_all(curves.TABLE, se.QUICK_K, {"default": default}, seeds, CAP, args.workers)["default"]
+    runs = se.run_all(args.table, se.QUICK_K, {"default": default}, seeds, CAP, args.workers)["default"]
     spec = StudySpec()
     shipped = Stagnation(spec.auto_patience, spec.auto_min_improvement, CAP)
     report.add(
         f"The shipped default search ({se.describe(default)}) replayed to {CAP} trials on "
-        f"`{harness.relative(curves.TABLE)}` (surrogate k={se.QUICK_K}), {seeds} seeds, in "
+        f"`{harness.relative(args.table)}` (surrogate k={se.QUICK_K}), {seeds} seeds, in "
         f"{time.perf_counter() - started:.0f} s. Per rule (patience: scored trials without a gain of at "
         "least the threshold; cap 100): the trials it runs, median (range); the median gap of its best "
         "intra-FID from the same run's best at 100 trials; the share of seeds within 1 % / 5 % of it; "

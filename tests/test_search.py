@@ -26,9 +26,11 @@ from genopt.study.stored import SPEC_ATTR
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))  # the replay lives beside the benchmarks that use it
+import search_efficiency  # noqa: E402
 from replay import Surrogate, Table, normalise, replay  # noqa: E402
 
 TABLE = ROOT / "bench" / "data" / "curves.json.gz"
+DCGAN_TABLE = ROOT / "bench" / "data" / "curves-dcgan.json.gz"
 SEARCH_FIELDS = (
     "sampler", "multivariate", "startup_trials", "tpe_after", "pruner", "min_resource", "behind_factor"
 )  # fmt: skip
@@ -46,6 +48,34 @@ def test_committed_table_is_what_the_issue_asks(table):
     for curve in table.curves:
         assert set(curve.scores) >= {"fid", "intra_fid", "label_accuracy"}
         assert np.all(np.diff(curve.images) > 0) and np.all(np.diff(curve.seconds) > 0)
+
+
+def test_the_shipped_dcgans_table_is_of_its_model_and_space():
+    dcgan = Table.load(DCGAN_TABLE)
+    shipped = load_spec(ROOT / "studies" / "cgan.toml")
+    assert DCGAN_TABLE.stat().st_size <= 5_000_000 and len(dcgan.configs) >= 96
+    assert (dcgan.setting.kind, dcgan.setting.generator_channels) == (
+        shipped.kind,
+        shipped.generator_channels,
+    )
+    ranges = {p.name: (p.low, p.high, p.log) for p in shipped.params}
+    assert {p.name: (p.low, p.high, p.log) for p in dcgan.setting.params} == ranges
+    for curve in dcgan.curves:
+        assert curve.epochs == dcgan.setting.max_epochs
+        assert set(curve.scores) >= {"fid", "intra_fid", "label_accuracy"}
+
+
+def test_the_default_search_is_replayed_on_the_grid_genopt_ships():
+    dcgan = Table.load(DCGAN_TABLE)
+    space = search_efficiency.search_space(dcgan.setting)
+    assert {p.name: p.step for p in space} == {"lr": None, "batch_size": 4, "noise_dim": 10}
+    spec = dataclasses.replace(dcgan.setting, params=space, **search_efficiency.default_search())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trials = replay(spec, Surrogate(dcgan, k=5), 12)
+    assert all(t.params["batch_size"] % 4 == 0 and t.params["noise_dim"] % 10 == 0 for t in trials)
+    # the article's MLP table has other ranges: its replays keep every integer
+    assert all(p.step is None for p in search_efficiency.search_space(Table.load(TABLE).setting))
 
 
 def test_surrogate_returns_the_tables_own_curves_at_its_configurations(table):

@@ -210,7 +210,7 @@ FIELDS: tuple[Field, ...] = (
     # TPE and GP: random trials before the model is used
     Field("startup_trials", "search", int, 8, article=10, range=Range(0)),
     # GP: from this many trials on, multivariate TPE draws instead (0: never)
-    Field("tpe_after", "search", int, 0, article=0, range=Range(0)),
+    Field("tpe_after", "search", int, 15, article=0, range=Range(0)),
     Field("pruner", "search", str, "behind_best", choices=PRUNER_NAMES),
     # behind_best, hyperband and successive_halving: epochs every trial runs (at most max_epochs)
     Field("min_resource", "search", int, 2, article=1, range=AT_LEAST_1),

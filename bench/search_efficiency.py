@@ -316,7 +316,7 @@ def main() -> None:
         default=curves.DCGAN_TABLE,
         help="the learning-curve table (default: the shipped DCGAN's)",
     )
-    p.add_argument("--seeds", type=int, help="seeds per candidate (default 30; --quick 10)")
+    p.add_argument("--seeds", type=int, help="seeds per candidate (default 30; --quick 15)")
     p.add_argument("--workers", type=int, default=2, help="processes replaying searches")
     p.add_argument(
         "--real", type=int, default=0, metavar="SEEDS", help="real searches too, for this many seeds"
@@ -479,6 +479,8 @@ def describe(search: dict) -> str:
         sampler = "random"
     elif search["sampler"] == "gp":
         sampler = f"GP, {search['startup_trials']} startup trials"
+        if search.get("tpe_after"):
+            sampler += f", multivariate TPE from trial {search['tpe_after']}"
     else:
         kind = "multivariate" if search["multivariate"] else "univariate"
         sampler = f"TPE {kind}, {search['startup_trials']} startup trials"

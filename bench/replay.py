@@ -35,11 +35,13 @@ LOG_SCORES = ("fid", "intra_fid")
 
 @dataclass(frozen=True)
 class Curve:
-    """One configuration's learning curve: per epoch, each score and the cumulative cost."""
+    """One configuration's learning curve: per epoch, each score and the cumulative cost (the mean
+    over ``replicates`` training runs)."""
 
     scores: dict[str, np.ndarray]
     seconds: np.ndarray
     images: np.ndarray
+    replicates: int = 1
 
     @property
     def epochs(self) -> int:
@@ -64,20 +66,31 @@ class Table:
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> Table:
+        """The table's configurations in order, each with the mean curve of its replicates (rows of
+        the same configuration, trained with other seeds: ``curves.py --replicates``)."""
         setting = StudySpec.from_dict(document["setting"])
-        configs, curves = [], []
+        replicates: dict[str, list[dict]] = {}
         for row in document["rows"]:
-            epochs = row["epochs"]
-            if not epochs:
-                continue
-            names = [k for k in document["scores"] if k in epochs[0]]
-            scores = {k: np.array([_finite(e.get(k)) for e in epochs]) for k in names}
-            configs.append(row["params"])
+            if row["epochs"]:
+                replicates.setdefault(json.dumps(row["params"], sort_keys=True), []).append(row)
+        configs, curves = [], []
+        for rows in replicates.values():
+            epochs = min(len(r["epochs"]) for r in rows)
+            names = [k for k in document["scores"] if k in rows[0]["epochs"][0]]
+
+            def mean(key: str, rows=rows, epochs=epochs) -> np.ndarray:
+                values = np.array([[_finite(e.get(key)) for e in r["epochs"][:epochs]] for r in rows])
+                if key in LOG_SCORES:  # a geometric mean, as the surrogate averages FIDs
+                    return np.exp(np.log(values).mean(axis=0))
+                return values.mean(axis=0)
+
+            configs.append(rows[0]["params"])
             curves.append(
                 Curve(
-                    scores=scores,
-                    seconds=np.array([e["seconds"] for e in epochs], dtype=float),
-                    images=np.array([e["images"] for e in epochs], dtype=float),
+                    scores={k: mean(k) for k in names},
+                    seconds=mean("seconds"),
+                    images=np.array([e["images"] for e in rows[0]["epochs"][:epochs]], dtype=float),
+                    replicates=len(rows),
                 )
             )
         return cls(setting, configs, curves, document.get("command", ""), document.get("machine", ""))

@@ -15,11 +15,18 @@ startup trials), every trial trained to the full budget, no pruning. Both score 
 seconds are the table's.
 
 - ``search_compute_ratio``: per seed, the compute the shipped default (``StudySpec``'s search
-  fields, which ``studies/*.toml`` ship) spent until its best score was at most the article
-  setting's best, over the article setting's whole compute (same seed, same number of trials);
-  infinite when it never gets there; the median over seeds. At 50 trials.
+  fields, which ``studies/*.toml`` ship) spent until its best score was within 1 %
+  (``REACH_TOLERANCE``) of the article setting's best, over the article setting's whole compute
+  (same seed, same number of trials); infinite when it never gets there; the median over seeds. At
+  50 trials.
 - ``search_reached``: the share of seeds in which it gets there, at 50 trials;
-  ``search_reached_100`` the same at 100 trials.
+  ``search_reached_100`` the same at 100 trials. The report also gives them with no tolerance
+  ("exact").
+
+Why 1 %: one training run's intra-FID varies by about 7 % with its seed (the table's two replicates
+of each configuration, median |log ratio| 0.07), and the best region of the averaged table is a
+plateau whose points differ by 0.1 %: without a tolerance, "reached" is decided by which search
+happened to land nearest the plateau's lowest point, a difference no training could show.
 
 ``--quick`` replays only the default and the article's setting, 100 trials over 15 seeds, and
 prints the three lines. ``--real SEEDS`` also runs real searches (training, in the table's setting)
@@ -52,6 +59,8 @@ from genopt.study.artifacts import SAMPLES_ATTR
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS, QUICK_SEEDS = 30, 15
+# A search has reached the article setting's best when its own best is within this share of it.
+REACH_TOLERANCE = 0.01
 TRIAL_COUNTS = (20, 50, 100)
 SEARCH_FIELDS = (
     "sampler", "multivariate", "startup_trials", "tpe_after", "pruner", "min_resource", "behind_factor"
@@ -72,6 +81,7 @@ SAMPLERS = {
     "GP 8": {"sampler": "gp", "startup_trials": 8},
     "GP 5": {"sampler": "gp", "startup_trials": 5},
     **{f"GP 8, TPE from {n}": {"sampler": "gp", "startup_trials": 8, "tpe_after": n} for n in (15, 20, 30)},
+    "GP 5, TPE from 15": {"sampler": "gp", "startup_trials": 5, "tpe_after": 15},
 }
 PRUNERS = {
     "none": {"pruner": "none"},
@@ -90,22 +100,27 @@ GP_PRUNERS = {
     "GP 8": ("none", "Behind 1.5"),
     "GP 5": ("none", "Behind 1.5"),
     **{f"GP 8, TPE from {n}": ("Behind 1.5",) for n in (15, 20, 30)},
+    "GP 5, TPE from 15": ("Behind 1.5",),
 }
 GP_TRIALS = 50
 # The candidates replayed on the shipped DCGAN's table unless --all: the samplers with the pruner
-# that serves each best on the MLP table, GP with and without it, and GP handing over to TPE.
+# that serves each best on the MLP table, GP with and without it, and GP handing over to TPE after
+# 8 or 5 startup trials (the default until 2026-12-04, and the default).
 FOCUS = (
     "random + none",
     "TPE uni 10 + Behind 1.5",
     "TPE multi 10 + Behind 1.5",
     "GP 8 + none",
     "GP 8 + Behind 1.5",
+    "GP 5 + Behind 1.5",
     *(f"GP 8, TPE from {n} + Behind 1.5" for n in (15, 20, 30)),
+    "GP 5, TPE from 15 + Behind 1.5",
 )
 K_NEIGHBOURS = (1, 3, 5, 8)
 # The neighbours --quick uses: the k with the best held-out rank correlation in the full run on the
-# DCGAN table (0.915; on the MLP table it was 5, 0.863).
-QUICK_K = 3
+# DCGAN table of two replicates per configuration (0.903; on its one-run version it was 3, 0.915;
+# on the MLP table 5, 0.863).
+QUICK_K = 8
 
 
 def candidates(gp: bool = True) -> dict[str, dict]:
@@ -214,9 +229,12 @@ def to_reach(run, n: int, target: float, cost: int = 0) -> float:
     return math.inf
 
 
-def ratios(runs_a, runs_b, n: int, cost: int = 0) -> list[float]:
-    """Per seed: a's compute to reach b's best over b's total compute."""
-    return [to_reach(a, n, best(b, n), cost) / total(b, n, cost) for a, b in zip(runs_a, runs_b, strict=True)]
+def ratios(runs_a, runs_b, n: int, cost: int = 0, tolerance: float = REACH_TOLERANCE) -> list[float]:
+    """Per seed: a's compute to come within ``tolerance`` of b's best, over b's total compute."""
+    return [
+        to_reach(a, n, best(b, n) * (1 + tolerance), cost) / total(b, n, cost)
+        for a, b in zip(runs_a, runs_b, strict=True)
+    ]
 
 
 def summary(values: list[float]) -> tuple[float, float]:
@@ -237,6 +255,15 @@ def targets(default_runs, article_runs) -> list[str]:
     """The issue's three figures: compute ratio and reached at 50 trials, reached at 100."""
     _, reached_100 = summary(ratios(default_runs, article_runs, 100))
     return [*headlines(default_runs, article_runs, 50), f"search_reached_100={reached_100:.2f}"]
+
+
+def exact(default_runs, article_runs) -> str:
+    """The same three figures with no tolerance: at most the article setting's very best."""
+    figures = [summary(ratios(default_runs, article_runs, n, tolerance=0.0)) for n in (50, 100)]
+    return (
+        f"With no tolerance: compute ratio {fmt(figures[0][0])} and reached {figures[0][1]:.2f} at 50 "
+        f"trials, reached {figures[1][1]:.2f} at 100."
+    )
 
 
 def surrogate_check(table: Table) -> list[list]:
@@ -340,7 +367,10 @@ def main() -> None:
         lines += [
             f"Replay of the shipped default ({describe(default)}) against the article's setting "
             f"({describe(ARTICLE)}) on `{harness.relative(args.table)}`, 100 trials (the first 50 are "
-            f"the 50-trial search), {args.seeds} seeds, surrogate k={k}.",
+            f"the 50-trial search), {args.seeds} seeds, surrogate k={k}; reached: within "
+            f"{REACH_TOLERANCE:.0%} of the article setting's best.",
+            "",
+            exact(runs["default"], runs["article"]),
         ]
         report.headlines += targets(runs["default"], runs["article"])
         report.finish()
@@ -353,7 +383,7 @@ def main() -> None:
         f"{table.machine.split(' (')[0].split(',')[0]}: {networks(setting)}, the first "
         f"{setting.train_limit:,} MNIST training images, {setting.max_epochs} epochs, EMA "
         f"{setting.ema_decay}, every epoch scored on {setting.fid_samples:,} validation samples "
-        "(intra-FID, FID, label accuracy).",
+        "(intra-FID, FID, label accuracy)" + replicated(table) + ".",
         "",
         "Surrogate check: Spearman rank correlation of predicted against real best intra-FID of "
         "held-out configurations (10 % of the table, 5 random splits), per number of neighbours k:",
@@ -394,9 +424,10 @@ def main() -> None:
         + ("" if gridded(table) else f" (GP candidates other than the default: {GP_TRIALS})")
         + f" on the space {space(dataclasses.replace(setting, params=search_space(setting)))} "
         f"in {replay_seconds:.0f} s. Per candidate and number of trials: the median over seeds of "
-        "(images it trained until its best intra-FID was at most the article setting's best) / (the "
-        "article setting's images), 'inf' when it never got there, and the share of seeds that got "
-        "there; then the median best intra-FID and the median images trained (millions).",
+        f"(images it trained until its best intra-FID was within {REACH_TOLERANCE:.0%} of the "
+        "article setting's best) / (the article setting's images), 'inf' when it never got there, "
+        "and the share of seeds that got there; then the median best intra-FID and the median "
+        "images trained (millions).",
         "",
     ]
     rows = []
@@ -436,6 +467,7 @@ def main() -> None:
             lines.append(f"- {n} trials: not run")
             continue
         lines.append(f"- {n} trials: `" + "`, `".join(headlines(runs["default"], runs["article"], n)) + "`")
+    lines += ["", exact(runs["default"], runs["article"])]
     if args.real:
         lines += real_section(setting, args.real, args.real_trials, args.workers, args.real_device)
     if args.png is not None:
@@ -472,6 +504,15 @@ def space(setting: StudySpec) -> str:
         + (f" step {p.step:g}" if p.step else "")
         for p in setting.params
     )
+
+
+def replicated(table: Table) -> str:
+    """How many training runs each configuration's curve averages, when more than one."""
+    low, high = min(c.replicates for c in table.curves), max(c.replicates for c in table.curves)
+    if high == 1:
+        return ""
+    runs = str(low) if low == high else f"{low} to {high}"
+    return f"; each configuration's curve is the mean of {runs} runs with other seeds"
 
 
 def describe(search: dict) -> str:

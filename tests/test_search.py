@@ -26,6 +26,7 @@ from genopt.study.stored import SPEC_ATTR
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))  # the replay lives beside the benchmarks that use it
+import curves  # noqa: E402
 import search_efficiency  # noqa: E402
 from replay import Surrogate, Table, normalise, replay  # noqa: E402
 
@@ -63,6 +64,7 @@ def test_the_shipped_dcgans_table_is_of_its_model_and_space():
     for curve in dcgan.curves:
         assert curve.epochs == dcgan.setting.max_epochs
         assert set(curve.scores) >= {"fid", "intra_fid", "label_accuracy"}
+        assert curve.replicates >= 2  # one run's score varies by ~7 % with its seed
 
 
 def test_the_default_search_is_replayed_on_the_grid_genopt_ships():
@@ -85,6 +87,26 @@ def test_surrogate_returns_the_tables_own_curves_at_its_configurations(table):
         for name, values in curve.scores.items():
             np.testing.assert_array_equal(predicted.scores[name], values)
         np.testing.assert_array_equal(predicted.images, curve.images)
+
+
+def test_a_configurations_replicates_are_averaged(table):
+    """Rows of one configuration trained with other seeds (curves.py --replicates) are one curve:
+    FIDs' geometric mean, the rest's arithmetic mean, over the epochs every replicate ran."""
+    document = curves.load(TABLE)
+    row = document["rows"][0]
+    other = {**row, "replicate": 1, "epochs": [dict(e) for e in row["epochs"]][:-1]}
+    for e in other["epochs"]:
+        e.update(intra_fid=4 * e["intra_fid"], label_accuracy=0.0, seconds=3 * e["seconds"])
+    twice = Table.from_document({**document, "rows": [row, other, *document["rows"][1:]]})
+    assert len(twice.configs) == len(table.configs) and twice.configs[0] == table.configs[0]
+    curve, once = twice.curves[0], table.curves[0]
+    assert (curve.replicates, curve.epochs) == (2, once.epochs - 1)
+    np.testing.assert_allclose(curve.scores["intra_fid"], 2 * once.scores["intra_fid"][:-1])
+    np.testing.assert_allclose(curve.scores["label_accuracy"], once.scores["label_accuracy"][:-1] / 2)
+    np.testing.assert_allclose(curve.seconds, 2 * once.seconds[:-1])
+    np.testing.assert_array_equal(curve.images, once.images[:-1])
+    for a, b in zip(twice.curves[1:], table.curves[1:], strict=True):  # the others: as they were
+        np.testing.assert_array_equal(a.scores["intra_fid"], b.scores["intra_fid"])
 
 
 def test_surrogate_interpolates_between_neighbours(table):
@@ -268,3 +290,12 @@ def test_trials_behind_best_stops_complete_with_their_best_epoch(table):
         assert t.value == pytest.approx(surrogate.curve(t.params).scores["intra_fid"][: t.epochs].min())
         assert t.images == t.epochs * table.setting.train_limit
     assert all(t.value is not None for t in trials)
+
+
+def test_a_replayed_search_reaches_the_reference_within_the_tolerance():
+    reference = [(100, 1.0, 20.0), (100, 1.0, 10.0)]  # best 10.0, 200 images in all
+    close = [(50, 1.0, 10.05), (50, 1.0, 9.0)]  # within 1 % after 50 images; at most it after 100
+    off = [(50, 1.0, 10.2), (50, 1.0, None)]  # 2 % behind, then pruned
+    assert search_efficiency.ratios([close], [reference], 2) == [0.25]
+    assert search_efficiency.ratios([close], [reference], 2, tolerance=0.0) == [0.5]
+    assert search_efficiency.ratios([off], [reference], 2) == [float("inf")]

@@ -208,7 +208,7 @@ FIELDS: tuple[Field, ...] = (
     Field("sampler", "search", str, "gp", choices=SAMPLER_NAMES),
     Field("multivariate", "search", bool, True, article=True),  # TPE only: one joint model of all parameters
     # TPE and GP: random trials before the model is used
-    Field("startup_trials", "search", int, 8, article=10, range=Range(0)),
+    Field("startup_trials", "search", int, 5, article=10, range=Range(0)),
     # GP: from this many trials on, multivariate TPE draws instead (0: never)
     Field("tpe_after", "search", int, 15, article=0, range=Range(0)),
     Field("pruner", "search", str, "behind_best", choices=PRUNER_NAMES),

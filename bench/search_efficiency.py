@@ -24,9 +24,10 @@ seconds are the table's.
   ("exact").
 
 Why 1 %: one training run's intra-FID varies by about 7 % with its seed (the table's two replicates
-of each configuration, median |log ratio| 0.07), and the best region of the averaged table is a
-plateau whose points differ by 0.1 %: without a tolerance, "reached" is decided by which search
-happened to land nearest the plateau's lowest point, a difference no training could show.
+of each configuration, median |log ratio| 0.07), while near the averaged table's best the searches'
+bests differ by hundredths (with k=3 its best grid points lie within 0.2 % of each other): without a
+tolerance, "reached" is decided by which search happened to land nearest the lowest point, a
+difference no training could show.
 
 ``--quick`` replays only the default and the article's setting, 100 trials over 15 seeds, and
 prints the three lines. ``--real SEEDS`` also runs real searches (training, in the table's setting)
@@ -105,7 +106,7 @@ GP_PRUNERS = {
 GP_TRIALS = 50
 # The candidates replayed on the shipped DCGAN's table unless --all: the samplers with the pruner
 # that serves each best on the MLP table, GP with and without it, and GP handing over to TPE after
-# 8 or 5 startup trials (the default until 2026-12-04, and the default).
+# 8 startup trials (the default until 2026-12-04) or 5 (the default since).
 FOCUS = (
     "random + none",
     "TPE uni 10 + Behind 1.5",

@@ -91,10 +91,10 @@ def draw_configs(spec: StudySpec, n: int, seed: int = 0) -> list[dict]:
     return configs
 
 
-def run_one(job: tuple[dict, dict, int] | tuple[dict, dict, int, int]) -> dict:
+def run_one(job: tuple[dict, dict, int, int]) -> dict:
     """Train one configuration to the full budget; every epoch's scores, seconds and images.
 
-    The job is (setting, configuration, index[, replicate]); replicate r of configuration i trains
+    The job is (setting, configuration, index, replicate); replicate r of configuration i trains
     with seed i + REPLICATE_SEED * r (replicate 0, the first, with seed i).
     """
     import torch
@@ -105,7 +105,7 @@ def run_one(job: tuple[dict, dict, int] | tuple[dict, dict, int, int]) -> dict:
     from genopt.train import train
 
     torch.set_num_threads(1)
-    spec_dict, params, index, replicate = (*job, 0) if len(job) == 3 else job
+    spec_dict, params, index, replicate = job
     spec = StudySpec.from_dict(spec_dict)
     dataset = load_dataset(spec.dataset)
     evaluator = _evaluator(dataset, FidEvaluator)

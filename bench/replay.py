@@ -78,11 +78,11 @@ class Table:
             epochs = min(len(r["epochs"]) for r in rows)
             names = [k for k in document["scores"] if k in rows[0]["epochs"][0]]
 
-            def mean(key: str, rows=rows, epochs=epochs) -> np.ndarray:
+            weights = np.full(len(rows), 1.0 / len(rows))
+
+            def mean(key: str, rows=rows, epochs=epochs, weights=weights) -> np.ndarray:
                 values = np.array([[_finite(e.get(key)) for e in r["epochs"][:epochs]] for r in rows])
-                if key in LOG_SCORES:  # a geometric mean, as the surrogate averages FIDs
-                    return np.exp(np.log(values).mean(axis=0))
-                return values.mean(axis=0)
+                return average(values, weights, key in LOG_SCORES)
 
             configs.append(rows[0]["params"])
             curves.append(
@@ -99,6 +99,15 @@ class Table:
         return dataclasses.replace(
             self, configs=[self.configs[i] for i in indices], curves=[self.curves[i] for i in indices]
         )
+
+
+def average(stacked: np.ndarray, weights: np.ndarray, log: bool) -> np.ndarray:
+    """The weighted mean of curves (one per row of ``stacked``), in log space where ``log`` (FIDs,
+    ``LOG_SCORES``: they span three orders of magnitude), epoch by epoch."""
+    if log:
+        with np.errstate(divide="ignore"):
+            return np.exp(weights @ np.log(stacked))
+    return weights @ stacked
 
 
 def _finite(value: float | None) -> float:
@@ -144,11 +153,7 @@ class Surrogate:
         epochs = min(c.epochs for c in curves)
 
         def mean(values: list[np.ndarray], log: bool) -> np.ndarray:
-            stacked = np.stack([v[:epochs] for v in values])
-            if log:
-                with np.errstate(divide="ignore"):
-                    return np.exp(weights @ np.log(stacked))
-            return weights @ stacked
+            return average(np.stack([v[:epochs] for v in values]), weights, log)
 
         names = curves[0].scores.keys()
         return Curve(

@@ -1,4 +1,4 @@
-"""Folders of images as datasets (genopt/data/folder.py): layouts, modes, sizes, bad files, cache."""
+"""Folders of images as datasets (genopt/data/folder/): layouts, modes, sizes, bad files, cache."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from genopt.data import folder as image_folder
-from genopt.data.folder import is_image_folder, load_image_folder
+from genopt.data.folder import decode, is_image_folder, load_image_folder, scan
 from genopt.errors import GenoptError
 
 COLOURS = ((200, 40, 40), (40, 160, 40), (40, 40, 220))
@@ -304,7 +303,7 @@ def test_decompression_bombs_are_skipped_undecoded(tmp_path, monkeypatch, capsys
 
 
 def test_bomb_in_a_worker(tmp_path, monkeypatch):
-    monkeypatch.setattr(image_folder, "POOL_MIN_FILES", 0)
+    monkeypatch.setattr(decode, "POOL_MIN_FILES", 0)
     root = flat_folder(tmp_path / "d")
     (root / "warned.png").write_bytes(png_claiming(10_000, 10_000))
     ds = load_image_folder(root, workers=2)
@@ -415,7 +414,7 @@ def test_unreadable_folder(tmp_path, monkeypatch):
             raise PermissionError(13, "Permission denied", str(path))
         return scandir(path)
 
-    monkeypatch.setattr(image_folder.os, "scandir", refuse)
+    monkeypatch.setattr(scan.os, "scandir", refuse)
     with pytest.raises(GenoptError, match=r"cannot read .*d: permission denied"):
         load_image_folder(root)
 
@@ -461,7 +460,7 @@ def test_damaged_cache_is_rebuilt(tmp_path, home):
 
 
 def test_workers_give_the_same_tensors(tmp_path, monkeypatch):
-    monkeypatch.setattr(image_folder, "POOL_MIN_FILES", 0)
+    monkeypatch.setattr(decode, "POOL_MIN_FILES", 0)
     root = class_folder(tmp_path / "d", per_class=12)
     (root / "a_cat" / "broken.png").write_bytes(b"nope")
     serial = load_image_folder(root, workers=1)

@@ -19,7 +19,7 @@ from genopt.metrics import (
     intra_fid,
     statistics_from_features,
 )
-from genopt.metrics.scores import MomentSums
+from genopt.metrics.statistics import MomentSums
 
 N = 2000
 

@@ -75,6 +75,40 @@ def test_new_evaluator_reuses_cached_validation_statistics(mnist, evaluator, tes
     assert second.images_featurized == N  # only the generated images
 
 
+def test_statistics_cached_in_the_old_pooled_format_are_featurized_again_with_one_line(
+    mnist, evaluator, capsys
+):
+    # Caches written before one format held pooled statistics alone: the validation split's as
+    # torchmetrics' FID states, the test split's as a mean and covariance. A cache holding only those
+    # files is rebuilt, and says so in one line.
+    expected = evaluator.reference_class_statistics("validation")
+    n = int(expected.num_samples)
+    old = {
+        "real_features_sum": expected.mean * n,
+        "real_features_cov_sum": expected.cov * (n - 1) + n * torch.outer(expected.mean, expected.mean),
+        "real_features_num_samples": torch.tensor(n),
+    }
+    test = evaluator.reference_class_statistics("test")
+    evaluator.cache.save("validation", old)
+    evaluator.cache.save("test", {"mean": test.mean, "cov": test.cov})
+    for split in ("validation", "test"):
+        evaluator.cache.path(f"{split}-classes").unlink()
+    capsys.readouterr()
+    try:
+        rebuilt = FidEvaluator(mnist)
+        rebuilt.reference_class_statistics("test")
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1 and "old format" in lines[0], lines
+        assert rebuilt.real_source == "computed"
+        stats = rebuilt.reference_class_statistics("validation")
+        assert torch.allclose(stats.mean, expected.mean) and torch.allclose(stats.cov, expected.cov)
+        assert FidEvaluator(mnist).real_source == "cache"
+        assert capsys.readouterr().err == ""
+    finally:
+        for split in ("validation", "test"):
+            evaluator.cache.path(split).unlink()
+
+
 @pytest.mark.slow
 def test_another_process_reuses_cached_statistics(evaluator):
     code = (

@@ -13,10 +13,12 @@ import torch
 
 from genopt.checkpoints import Description
 from genopt.cli.ensemble import summary
-from genopt.metrics.scores import SCORES, ScoreInfo, Scores, class_scores, statistics_from_features
+from genopt.metrics.scores import SCORES, ScoreInfo, Scores, class_scores
+from genopt.metrics.statistics import statistics_from_features
 from genopt.report.html import render_html
 from genopt.spec import OBJECTIVES
-from genopt.study.progress import format_scores, trial_line
+from genopt.study.progress import trial_line
+from genopt.study.record.records import format_scores
 
 
 def test_the_registry_names_every_score_field_in_order():

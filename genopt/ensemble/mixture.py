@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from genopt.metrics.scores import SampleStatistics
+from genopt.metrics import SampleStatistics
 
 Statistics = tuple[torch.Tensor, torch.Tensor]
 S = TypeVar("S")

@@ -1,10 +1,10 @@
 """FID and class-aware scores of generated images against the validation split, in the feature net's
 128-d features.
 
-Pooled FID is torchmetrics' ``FrechetInceptionDistance`` with our ``FeatureNet`` in place of
-Inception. ``sample_statistics`` goes further in the same single forward pass per batch: it also
-applies the net's classification head to the features and keeps per-class moments, from which
-``scores_of`` derives intra-FID, label accuracy and class coverage (see ``genopt.metrics.scores``).
+One forward pass of our ``FeatureNet`` per batch feeds ``MomentSums`` (``genopt.metrics.statistics``)
+with the features and, through the net's classification head, the predicted classes. Pooled FID is
+the Fréchet distance of the pooled moments; ``scores_of`` derives intra-FID, label accuracy and class
+coverage from the per-class ones (``genopt.metrics.class_aware``).
 Unlabelled data (``Dataset.labelled`` False) get FID alone: their feature net learnt rotations, not
 classes (``genopt.metrics.features``), and with a single class no class score means anything.
 Real statistics are computed once per dataset and feature net and kept on disk
@@ -16,27 +16,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 import torch
-from torchmetrics.image.fid import FrechetInceptionDistance
 
 from genopt.data import Dataset, to_model_range
 from genopt.device import default_device
+from genopt.metrics.class_aware import intra_fid
 from genopt.metrics.features import FEATURE_VERSION, feature_network
 from genopt.metrics.frechet import finite_or_nan, frechet_distance
-from genopt.metrics.labels import class_allocation, evaluation_labels
-from genopt.metrics.reference import STATISTICS_VERSION, ReferenceCache
-from genopt.metrics.scores import MomentSums, SampleStatistics, Scores, class_scores, intra_fid
+from genopt.metrics.labels import evaluation_labels
+from genopt.metrics.reference import ReferenceCache
+from genopt.metrics.scores import Scores, class_scores
+from genopt.metrics.statistics import MomentSums, SampleStatistics
 
-__all__ = [
-    "EVAL_NOISE_SEED",
-    "STATISTICS_VERSION",
-    "FidEvaluator",
-    "NonFiniteImageError",
-    "class_allocation",
-    "frechet_distance",
-]
+__all__ = ["EVAL_NOISE_SEED", "FidEvaluator", "NonFiniteImageError"]
 
 Sampler = Callable[[torch.Tensor], torch.Tensor]
-_REAL_STATES = ("real_features_sum", "real_features_cov_sum", "real_features_num_samples")
 _SPLITS = ("validation", "test")
 # Fixed noise for every evaluation of a generator, so epochs, trials and ensembles are scored on the
 # same draws (drawn on the CPU: the same on every device).
@@ -82,23 +75,11 @@ class FidEvaluator:
         self.feature_net = feature_network(dataset, version=feature_version, device=self.device)
         self.feature_version = self.feature_net.version
         self.validation_accuracy: float = self.feature_net.validation_accuracy
-        self.metric = FrechetInceptionDistance(feature=self.feature_net, reset_real_features=False)
-        self.metric.to(self.device)
         self.images_featurized = 0
         self.cache = ReferenceCache(dataset, self.feature_net.cache_key)
-        self._test_statistics: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._class_statistics: dict[str, SampleStatistics] = {}
-        self.real_source = self._load_real()
-
-    def _load_real(self) -> str:
-        saved = self.cache.load("validation")
-        if saved is not None:
-            for name in _REAL_STATES:
-                setattr(self.metric, name, saved[name].to(self.device))
-            return "cache"
-        self._feed(self._batches(self._split_images("validation")), real=True)
-        self.cache.save("validation", {name: getattr(self.metric, name).cpu() for name in _REAL_STATES})
-        return "computed"
+        self._reference: dict[str, SampleStatistics] = {}
+        self.reference_class_statistics("validation")  # every score needs it: load or compute it now
+        self.real_source = "computed" if self.images_featurized else "cache"
 
     # -- featurizing ------------------------------------------------------------------------------
 
@@ -135,17 +116,6 @@ class FidEvaluator:
         images = images.to(self.device, torch.float32)
         return images if bool(torch.isfinite(images).all()) else None
 
-    @torch.no_grad()
-    def _feed(self, batches: Iterable[torch.Tensor], *, real: bool) -> bool:
-        """Update the metric; False as soon as a batch holds a non-finite pixel."""
-        for images in batches:
-            images = self._checked(images)
-            if images is None:
-                return False
-            self.metric.update(images, real=real)
-            self.images_featurized += len(images)
-        return True
-
     def _class_logits(self, features: torch.Tensor) -> torch.Tensor:
         """Class logits (N, num_classes) of features: the head's for labelled data.
 
@@ -170,17 +140,13 @@ class FidEvaluator:
             self.images_featurized += len(images)
         return sums
 
-    def _score(self, batches: Iterable[torch.Tensor]) -> float:
-        self.metric.reset()  # keeps the real statistics: reset_real_features=False
+    def _score(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
+        """Pooled FID of (labels, images) batches against validation; NaN for a non-finite pixel."""
         try:
-            if not self._feed(batches, real=False):
-                return float("nan")
-            if int(self.metric.fake_features_num_samples) < 2:
-                raise ValueError("FID needs at least 2 generated images")
-            value = float(self.metric.compute())
-        finally:
-            self.metric.reset()
-        return finite_or_nan(value)
+            stats = self._sums(batches).result(conditional=False)
+        except NonFiniteImageError:
+            return float("nan")
+        return self.fid_of_statistics(stats.mean, stats.cov)
 
     # -- generated samples ------------------------------------------------------------------------
 
@@ -204,11 +170,12 @@ class FidEvaluator:
         Returns:
             The FID, or NaN when a generated image holds a non-finite pixel.
         """
-        return self._score(images for _, images in self._labelled(sample, n))
+        return self._score(self._labelled(sample, n))
 
     def score_images(self, images: torch.Tensor) -> float:
         """FID of a tensor of images in [-1, 1], shape (N, C, H, W), against the validation split."""
-        return self._score(self._batches(images))
+        labels = torch.zeros(len(images), dtype=torch.int64).split(self.batch_size)
+        return self._score(zip(labels, self._batches(images), strict=True))
 
     def sample_statistics(self, sample: Sampler, n: int, *, conditional: bool) -> SampleStatistics:
         """Everything any score needs of n generated images, drawn as ``score`` draws them.
@@ -279,41 +246,24 @@ class FidEvaluator:
             raise ValueError(f"split must be 'validation' or 'test', got {split!r}")
 
     def reference_statistics(self, split: str = "validation") -> tuple[torch.Tensor, torch.Tensor]:
-        """Feature mean and covariance of the ``validation`` or ``test`` split; the test's cached too.
+        """Pooled feature mean and covariance of the ``validation`` or ``test`` split.
 
         The test split is for reporting only: nothing that chooses a model may look at it.
         """
-        self._check_split(split)
-        if split == "validation":
-            return self._moments("real")
-        if self._test_statistics is None:
-            saved = self.cache.load("test")
-            if saved is None:
-                stats = self.reference_class_statistics("test")  # pooled moments come with them
-                saved = {"mean": stats.mean, "cov": stats.cov}
-                self.cache.save("test", saved)
-            self._test_statistics = (saved["mean"], saved["cov"])
-        return self._test_statistics
+        stats = self.reference_class_statistics(split)
+        return stats.mean, stats.cov
 
     def reference_class_statistics(self, split: str = "validation") -> SampleStatistics:
         """``SampleStatistics`` of the ``validation`` or ``test`` split by true label; cached on disk.
 
-        Its ``predicted_histogram`` is the reference for ``class_coverage``. Its pooled moments are
-        those of the split, but scores take the pooled reference from ``reference_statistics``.
+        Its pooled moments are the reference for FID, its class moments for intra-FID and its
+        ``predicted_histogram`` for ``class_coverage``: one pass over the split, one file.
         """
         self._check_split(split)
-        if split not in self._class_statistics:
+        if split not in self._reference:
             saved = self.cache.get(f"{split}-classes", lambda: self._split_statistics(split).to_dict())
-            self._class_statistics[split] = SampleStatistics.from_dict(saved)
-        return self._class_statistics[split]
-
-    def _moments(self, side: str) -> tuple[torch.Tensor, torch.Tensor]:
-        # The same formulas as torchmetrics' FrechetInceptionDistance.compute, in float64.
-        total = getattr(self.metric, f"{side}_features_sum").double().cpu()
-        cov_sum = getattr(self.metric, f"{side}_features_cov_sum").double().cpu()
-        n = int(getattr(self.metric, f"{side}_features_num_samples"))
-        mean = total / n
-        return mean, (cov_sum - n * torch.outer(mean, mean)) / (n - 1)
+            self._reference[split] = SampleStatistics.from_dict(saved)
+        return self._reference[split]
 
     def fid_of_statistics(self, mean: torch.Tensor, cov: torch.Tensor, *, split: str = "validation") -> float:
         """FID of generated-feature statistics against the ``validation`` (default) or ``test`` split."""
@@ -321,7 +271,9 @@ class FidEvaluator:
 
     def floor(self) -> float:
         """FID of the whole test split against validation: what two real samples give. Cached."""
-        saved = self.cache.get("floor", lambda: {"fid": self.score_images(self._split_images("test"))})
+        saved = self.cache.get(
+            "floor", lambda: {"fid": self.fid_of_statistics(*self.reference_statistics("test"))}
+        )
         return float(saved["fid"])
 
     def intra_floor(self) -> float:

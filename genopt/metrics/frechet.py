@@ -1,6 +1,6 @@
 """The Fréchet distance between two Gaussians: the math behind FID and intra-FID.
 
-Kept apart from the evaluator so that pure score functions (``genopt.metrics.scores``) and the
+Kept apart from the evaluator so that pure score functions (``genopt.metrics.class_aware``) and the
 evaluator share one implementation without importing each other.
 """
 

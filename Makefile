@@ -77,13 +77,14 @@ clean-venv:
 	rm -rf $(VENV)
 
 # `make bench`: the benchmarks of the questions still open (bench/train_throughput.py,
-# bench/search_efficiency.py; bench/harness.py runs them); each rewrites its own section of
-# docs/benchmarks.md (between its markers) and its plot. The settled studies' tables stay as they are.
+# bench/search_efficiency.py; bench/harness.py runs them), run as modules of the bench package
+# (`python -m bench.NAME`); each rewrites its own section of docs/benchmarks.md (between its
+# markers) and its plot. The settled studies' tables stay as they are.
 # BENCH_ARGS="--quick": under 3 minutes each on 2 cores; "--threads 1" on a machine shared with other jobs.
 BENCH_ARGS ?=
 BENCHES := train_throughput search_efficiency
 bench: $(BIN)/genopt
-	$(foreach b,$(BENCHES),$(BIN)/python bench/$(b).py $(BENCH_ARGS) --md docs/benchmarks.md \
+	$(foreach b,$(BENCHES),$(BIN)/python -m bench.$(b) $(BENCH_ARGS) --md docs/benchmarks.md \
 		--png docs/benchmarks_$(b).png &&) true
 
 # `make soak`: workers SIGKILLed at random while readers read the study, on SQLite and PostgreSQL

@@ -17,7 +17,7 @@ Two tables:
   the article's search space, the first 16,384 images for 6 epochs: 400 configurations, about 45
   minutes on 2 cores.
 
-Rebuild: ``.venv/bin/python bench/curves.py --model dcgan --workers 2 --replicates 2`` (stopping
+Rebuild: ``.venv/bin/python -m bench.curves --model dcgan --workers 2 --replicates 2`` (stopping
 and rerunning resumes from the partial file; a larger ``--replicates`` adds to the table).
 ``--quick`` builds a 16-configuration table from a smaller setting in about a minute, to check the
 pipeline.
@@ -34,9 +34,9 @@ import os
 import time
 from pathlib import Path
 
-import harness
 import optuna
 
+from bench import harness
 from genopt.spec import StudySpec
 from genopt.spec.toml import load_spec
 from genopt.study.objective import suggest

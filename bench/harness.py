@@ -157,7 +157,10 @@ def relative(path: Path) -> str:
 
 
 def command() -> str:
-    return " ".join([".venv/bin/python", relative(Path(sys.argv[0])), *sys.argv[1:]])
+    """The command line that ran this benchmark: ``.venv/bin/python -m bench.NAME ARGS``."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    how = ["-m", spec.name] if spec is not None else [relative(Path(sys.argv[0]))]
+    return " ".join([".venv/bin/python", *how, *sys.argv[1:]])
 
 
 class Report:

@@ -27,7 +27,8 @@ import optuna
 from genopt.metrics import Scores
 from genopt.spec import Param, StudySpec
 from genopt.study.objective import EpochJudge, suggest, trial_seed
-from genopt.study.search import make_pruner, make_sampler
+from genopt.study.search.pruners import make_pruner
+from genopt.study.search.samplers import make_sampler
 
 # Scores averaged in log space: FIDs span three orders of magnitude across a search space.
 LOG_SCORES = ("fid", "intra_fid")

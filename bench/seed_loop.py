@@ -1,6 +1,6 @@
 """The seed's training loop, faithfully re-implemented, and genopt's trainer at the seed's settings.
 
-The seed (../shared/seed/000_f430a925fb960c65.txt) trains from a torchvision MNIST DataLoader with
+The seed (the script this project started from) trains from a torchvision MNIST DataLoader with
 ``ToTensor``, ends its discriminator with a Sigmoid under ``BCELoss``, runs three discriminator
 passes per step (real, detached fake, fake) and uses Adam with its CPU default (a for-loop). This
 module is the one copy of that loop the benchmarks compare against (``train_throughput.py``), and of

@@ -36,11 +36,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import harness
 import optuna
 
+from bench import harness
 from genopt.metrics import FidEvaluator
-from genopt.study.stored import FEATURE_ACCURACY_ATTR, study_dataset, study_feature_version
+from genopt.study.record.attrs import FEATURE_ACCURACY_ATTR
+from genopt.study.record.facts import study_dataset, study_feature_version
 
 SHIPPED = harness.ROOT / "studies" / "cgan.toml"
 CANDIDATES = {
@@ -131,8 +132,6 @@ def run_one(candidate: str, seed: int, args, folder: Path) -> Run:
     common = ["--storage", storage, "--artifact-dir", str(folder / "artifacts")]
     command = [str(GENOPT), "study", "--model", "cgan", "--spec", str(spec_file(candidate, folder))]
     command += ["--study", name, "--trials", str(args.trials), "--seed", str(seed), *common]
-    if getattr(args, "data_dir", None) is not None:  # bench/images.py: a folder of the user's images
-        command += ["--data-dir", str(args.data_dir)]
     if args.quick:
         command += ["--epochs", "1", "--train-limit", "4096", "--fid-samples", "1000"]
     run = Run(candidate, seed)

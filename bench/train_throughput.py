@@ -25,12 +25,19 @@ from __future__ import annotations
 import dataclasses
 import statistics
 
-import harness
 import numpy as np
 import torch
-from dcgan_loop import plain_dcgan_epoch
-from seed_loop import SHIPPED_SPEC, STEP_FLOP_PER_IMAGE, SeedMNIST, genopt_epoch, seed_epoch, shipped_spec
 
+from bench import harness
+from bench.dcgan_loop import plain_dcgan_epoch
+from bench.seed_loop import (
+    SHIPPED_SPEC,
+    STEP_FLOP_PER_IMAGE,
+    SeedMNIST,
+    genopt_epoch,
+    seed_epoch,
+    shipped_spec,
+)
 from genopt.data import load_dataset
 from genopt.device import resolve_precision
 from genopt.metrics import FidEvaluator

@@ -5,8 +5,8 @@ reading one runs no code. An export ``<name>.pt`` has ``<name>.json`` beside it:
 without the weights, and the file's sha256, checked before a byte of the ``.pt`` is unpickled.
 
 This module imports torch and genopt's models, and nothing of Optuna: loading an export
-(``genopt.load_ensemble``) costs torch only. Who writes the files (``genopt.study.artifacts`` for a
-trial, ``genopt.ensemble.export`` for an export) and who reads them (the ensemble builder, the
+(``genopt.load_ensemble``) costs torch only. Who writes the files (``genopt.study.artifacts.upload``
+for a trial, ``genopt.ensemble.export`` for an export) and who reads them (the ensemble builder, the
 report, warm starts, ``load_ensemble``) all go through the functions here.
 """
 
@@ -36,7 +36,7 @@ EXPORT_FORMAT = "genopt-ensemble/1"
 VALUE_RANGE = (0.0, 1.0)
 
 # Optional fields of a trial checkpoint: the discriminator's architecture and weights, kept for warm
-# starts since these fields exist (genopt.study.warm); older checkpoints lack them.
+# starts since these fields exist (genopt.study.init_from); older checkpoints lack them.
 DISCRIMINATOR_FIELDS = ("discriminator_config", "discriminator_state_dict")
 
 
@@ -67,27 +67,28 @@ def _generator(config: Any, state: Any, *, name: str) -> Generator:
 
 
 def save_trial_checkpoint(
-    path: str | os.PathLike,
-    generator: Generator,
+    target: str | os.PathLike | IO[bytes],
+    generator: Generator | tuple[dict[str, Any], dict[str, torch.Tensor]],
     *,
-    discriminator: Discriminator | None = None,
+    discriminator: Discriminator | tuple[dict[str, Any], dict[str, torch.Tensor]] | None = None,
     **metadata: Any,
 ) -> None:
-    """A trial's generator checkpoint: tensors and plain values only.
+    """A trial's generator checkpoint: tensors and plain values only. Every writer of the format
+    comes here: a trial's upload with its networks, a warm start's copy with their (config, weights).
 
     With ``discriminator``, its config and weights are kept too, so a warm start can begin both.
     """
-    checkpoint = {
-        "format": TRIAL_FORMAT,
-        "generator_config": generator.config.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in generator.state_dict().items()},
-    }
+
+    def parts(net) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        if isinstance(net, tuple):
+            return net
+        return net.config.to_dict(), {k: v.detach().cpu() for k, v in net.state_dict().items()}
+
+    config, state = parts(generator)
+    checkpoint = {"format": TRIAL_FORMAT, "generator_config": config, "state_dict": state}
     if discriminator is not None:
-        checkpoint["discriminator_config"] = discriminator.config.to_dict()
-        checkpoint["discriminator_state_dict"] = {
-            k: v.detach().cpu() for k, v in discriminator.state_dict().items()
-        }
-    torch.save(checkpoint | metadata, path)
+        checkpoint["discriminator_config"], checkpoint["discriminator_state_dict"] = parts(discriminator)
+    torch.save(checkpoint | metadata, target)
 
 
 def read_trial_checkpoint(source: str | os.PathLike | IO[bytes], *, name: str) -> dict[str, Any]:

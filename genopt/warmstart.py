@@ -8,7 +8,7 @@ way: another number of channels refreshes the layers that read or draw pixels, a
 layers whose shape follows it (a DCGAN's projection and head, an MLP's image-facing layers); and
 when the networks have another number of stages (a DCGAN gains some for larger images), each
 stack of layers is matched at the offset where most of its layers fit (``aligned``). Reading the
-weights from a trial checkpoint or an ensemble export, safely, is ``genopt.study.warm``'s job: only
+weights from a trial checkpoint or an ensemble export, safely, is ``genopt.study.init_from``'s job: only
 state dicts and plain config dicts come in here.
 """
 

@@ -52,7 +52,7 @@ def mnist():
 @dataclass(frozen=True)
 class TinyStudy:
     """A finished tiny cGAN study on MNIST in its own SQLite file, its artifacts in the default store
-    (``genopt.study.stores.artifact_store()``). Read it, never add to it."""
+    (``genopt.study.artifacts.stores.artifact_store()``). Read it, never add to it."""
 
     url: str
     name: str

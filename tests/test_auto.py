@@ -7,7 +7,8 @@ import optuna_dashboard
 import pytest
 from cli_runner import ROOT, genopt
 
-from genopt.study.stopping import STOPPED_ATTR, Stagnation
+from genopt.study.record.attrs import STOPPED_ATTR
+from genopt.study.search.stopping import Stagnation
 
 RULE = Stagnation(patience=3, min_improvement=0.01, max_trials=10)
 

@@ -135,7 +135,7 @@ def test_every_relative_link_in_the_docs_resolves_to_a_file_and_heading():
     assert not broken, "\n".join(broken)
 
 
-# A path into the repository, as prose or a command names it: `bench/chaos.py`, genopt/study/storage.py.
+# A path into the repository, as prose or a command names it: `bench/chaos.py`, genopt/study/runner.py.
 _PATH = re.compile(r"(?<![\w./-])((?:genopt|bench|tests|studies|docs)/[\w./-]*[\w/])")
 
 

@@ -27,10 +27,11 @@ from PIL import Image
 from genopt import paths
 from genopt.checkpoints import load_trial_checkpoint
 from genopt.ensemble.build import load_members
-from genopt.study.artifacts import kept_checkpoints
-from genopt.study.heartbeat import HEARTBEAT_ATTR, HeartbeatJournalStorage
-from genopt.study.storage import open_storage
-from genopt.study.stores import artifact_store
+from genopt.study.artifacts.retention import kept_checkpoints
+from genopt.study.artifacts.stores import artifact_store
+from genopt.study.record.attrs import HEARTBEAT_ATTR
+from genopt.study.storage.database import open_storage
+from genopt.study.storage.heartbeat import HeartbeatJournalStorage
 
 # Fixed batch size and noise size, so every trial's files are the same size give or take the PNG's
 # compression, and a store sized in trials fills at a known trial.

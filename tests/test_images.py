@@ -16,7 +16,7 @@ from mnist_subsets import write_coloured_digits
 from PIL import Image
 
 from genopt import load_ensemble
-from genopt.study.stored import DATASET_ATTR
+from genopt.study.record.attrs import DATASET_ATTR
 
 # One short trial: these test that colour pictures flow through every command, not that they learn.
 TINY = ["--trials", "1", "--epochs", "1", "--fid-samples", "200", "--no-progress"]

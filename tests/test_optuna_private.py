@@ -1,4 +1,5 @@
-"""Optuna's private names genopt relies on still exist, and only genopt/study/optuna_private.py uses them.
+"""Optuna's private names genopt relies on still exist, and only genopt/study/storage/optuna_private.py
+uses them.
 
 An Optuna upgrade that moves or renames one fails here, by name, rather than in a worker mid-study.
 pyproject.toml pins the minor version these were checked against.
@@ -14,12 +15,11 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.artifacts import ArtifactMeta, get_all_artifact_meta
 
 import genopt
-from genopt.study import optuna_private
-from genopt.study.storage import open_storage
-from genopt.study.stores import artifact_store
+from genopt.study.artifacts.stores import artifact_store
+from genopt.study.storage import optuna_private
+from genopt.study.storage.database import open_storage
 
 MODULE = Path(optuna_private.__file__)
 # A trial asked for outside study.optimize, on a storage with heartbeats: nothing here beats.
@@ -27,7 +27,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed
 
 # Every private module, function, class and class attribute optuna_private.py reaches.
 PRIVATE_NAMES = [
-    "optuna.artifacts._upload.ARTIFACTS_ATTR_PREFIX",
     "optuna.storages._heartbeat.BaseHeartbeat",
     "optuna.storages._heartbeat.BaseHeartbeat._get_stale_trial_ids",
     "optuna.storages.RDBStorage._get_stale_trial_ids",
@@ -71,8 +70,8 @@ def test_each_private_name_still_exists_in_the_installed_optuna(dotted):
         resolve(dotted)
     except (ImportError, AttributeError) as exc:
         pytest.fail(
-            f"Optuna {optuna.__version__} has no {dotted} ({exc}): fix genopt/study/optuna_private.py, "
-            "then the pin in pyproject.toml"
+            f"Optuna {optuna.__version__} has no {dotted} ({exc}): fix "
+            "genopt/study/storage/optuna_private.py, then the pin in pyproject.toml"
         )
 
 
@@ -109,9 +108,6 @@ def test_the_functions_agree_with_optunas_public_api(tmp_path):
     trial = study.ask()
     assert storage.get_trial(optuna_private.trial_id(trial)).number == trial.number
     assert optuna_private.trial_id(study.trials[0]) == optuna_private.trial_id(trial)
-    meta = ArtifactMeta(artifact_id="abc", filename="grid.png", mimetype="image/png", encoding=None)
-    optuna_private.name_artifact(trial, meta)
-    assert get_all_artifact_meta(trial, storage=storage) == [meta]  # the dashboard lists it
     assert optuna_private.artifact_store_folder(artifact_store(tmp_path / "a")) == tmp_path / "a"
     assert optuna_private.rdb_dialect(storage) == "sqlite"
     assert optuna_private.rdb_grace_period(storage) == storage.grace_period
@@ -156,4 +152,4 @@ def test_no_other_module_of_genopt_reaches_a_private_optuna_name():
         for number, line in enumerate(path.read_text().splitlines(), 1)
         if _OUTSIDE.search(line.split("#")[0])
     ]
-    assert not found, "move these into genopt/study/optuna_private.py:\n" + "\n".join(found)
+    assert not found, "move these into genopt/study/storage/optuna_private.py:\n" + "\n".join(found)

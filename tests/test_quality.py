@@ -16,11 +16,12 @@ from genopt.checkpoints import load_trial_checkpoint
 from genopt.ensemble.build import load_members
 from genopt.metrics import EVAL_NOISE_SEED, Scores
 from genopt.spec import Param, StudySpec
-from genopt.study import artifacts as A
+from genopt.study.artifacts.stores import artifact_store
 from genopt.study.objective import Objective
-from genopt.study.progress import best_trial
-from genopt.study.search import make_pruner, make_sampler
-from genopt.study.stores import artifact_store
+from genopt.study.record import attrs as A
+from genopt.study.record.records import best_trial
+from genopt.study.search.pruners import make_pruner
+from genopt.study.search.samplers import make_sampler
 
 TINY = StudySpec(
     model="cgan",

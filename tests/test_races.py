@@ -22,11 +22,12 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
 from sqlalchemy import event
 
-from genopt.study import optuna_private
-from genopt.study.runner import optimize
-from genopt.study.search import DRAWN_ATTR, DistinctSampler
-from genopt.study.storage import open_storage
-from genopt.study.stores import artifact_store
+from genopt.study.artifacts.stores import artifact_store
+from genopt.study.optimize import optimize
+from genopt.study.record.attrs import DRAWN_ATTR
+from genopt.study.search.distinct import DistinctSampler
+from genopt.study.storage import optuna_private
+from genopt.study.storage.database import open_storage
 
 STUDY = "race"
 

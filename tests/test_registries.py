@@ -16,8 +16,9 @@ import torch
 from genopt import models
 from genopt.errors import GenoptError
 from genopt.spec import StudySpec, fields
-from genopt.study import pruners, samplers
-from genopt.study.search import make_pruner, make_sampler
+from genopt.study.search import pruners, samplers
+from genopt.study.search.pruners import make_pruner
+from genopt.study.search.samplers import make_sampler
 
 
 def disagreements() -> list[str]:

@@ -25,10 +25,11 @@ from cli_runner import GENOPT, ROOT, genopt, run_main
 from optuna.trial import TrialState
 from s3_server import free_port, s3_server
 
-from genopt.study.artifacts import CHECKPOINT_ATTR, HISTORY_ATTR, SAMPLES_ATTR, upload
-from genopt.study.note import reproduce_command
-from genopt.study.runner import optimize
-from genopt.study.stores import ArtifactLocation, artifact_store
+from genopt.study.artifacts.stores import ArtifactLocation, artifact_store
+from genopt.study.artifacts.upload import upload
+from genopt.study.optimize import optimize
+from genopt.study.record.attrs import CHECKPOINT_ATTR, HISTORY_ATTR, SAMPLES_ATTR
+from genopt.study.record.note import reproduce_command
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 BUDGET = ["--epochs", "1", "--train-limit", "500", "--fid-samples", "200", "--no-progress"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 import warnings
 from pathlib import Path
 
@@ -11,24 +10,17 @@ import numpy as np
 import optuna
 import pytest
 
+from bench import curves, search_efficiency
+from bench.replay import Surrogate, Table, normalise, replay
 from genopt.errors import GenoptError
 from genopt.files import plain
 from genopt.spec import StudySpec, load_spec
-from genopt.study.samplers import Handover
-from genopt.study.search import (
-    RESUMABLE_FIELDS,
-    BehindBestPruner,
-    check_resumable,
-    make_pruner,
-    make_sampler,
-)
-from genopt.study.stored import SPEC_ATTR
+from genopt.study.record.attrs import SPEC_ATTR
+from genopt.study.record.resume import RESUMABLE_FIELDS, check_resumable
+from genopt.study.search.pruners import BehindBestPruner, make_pruner
+from genopt.study.search.samplers import Handover, make_sampler
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))  # the replay lives beside the benchmarks that use it
-import curves  # noqa: E402
-import search_efficiency  # noqa: E402
-from replay import Surrogate, Table, normalise, replay  # noqa: E402
 
 TABLE = ROOT / "bench" / "data" / "curves.json.gz"
 DCGAN_TABLE = ROOT / "bench" / "data" / "curves-dcgan.json.gz"
@@ -76,8 +68,9 @@ def test_the_default_search_is_replayed_on_the_grid_genopt_ships():
         warnings.simplefilter("ignore")
         trials = replay(spec, Surrogate(dcgan, k=5), 12)
     assert all(t.params["batch_size"] % 4 == 0 and t.params["noise_dim"] % 10 == 0 for t in trials)
-    # the article's MLP table has other ranges: its replays keep every integer
-    assert all(p.step is None for p in search_efficiency.search_space(Table.load(TABLE).setting))
+    # a table of other ranges (the article's MLP table) is refused, not replayed on the wrong space
+    with pytest.raises(ValueError, match="search space is not"):
+        search_efficiency.search_space(Table.load(TABLE).setting)
 
 
 def test_surrogate_returns_the_tables_own_curves_at_its_configurations(table):

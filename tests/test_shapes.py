@@ -27,7 +27,7 @@ from genopt.grid import save_grid
 from genopt.models import Generator
 from genopt.models.dcgan import widths_for_size
 from genopt.spec import StudySpec
-from genopt.study.warm import check_init
+from genopt.study.init_from import check_init
 from genopt.train import build_models
 from genopt.warmstart import WarmStart, warm_start
 

@@ -27,8 +27,8 @@ from genopt.ensemble.generator import EnsembleGenerator
 from genopt.errors import GenoptError
 from genopt.spec import StudySpec, spec_from_dict
 from genopt.step import adam, train_step
-from genopt.study.stores import artifact_store
-from genopt.study.warm import read_init
+from genopt.study.artifacts.stores import artifact_store
+from genopt.study.init_from import read_init
 from genopt.train import build_models, train
 from genopt.warmstart import WarmStart, describe, warm_start
 

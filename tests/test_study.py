@@ -9,7 +9,7 @@ from cli_runner import genopt
 from optuna.trial import TrialState
 
 from genopt.checkpoints import TRIAL_FORMAT
-from genopt.study.stores import artifact_store
+from genopt.study.artifacts.stores import artifact_store
 
 QUICK = ["--trials", "2", "--epochs", "1", "--train-limit", "2000", "--fid-samples", "1000", "--no-progress"]
 # For what does not depend on how well a trial learns.
@@ -76,7 +76,7 @@ def test_best_checkpoints_are_kept_and_the_rest_removed(tmp_path):
     result = genopt("study", "--spec", str(spec), "--storage", url, "--trials", "3", *SMALL)
     assert result.returncode == 0, result.stderr
     study = optuna.load_study(study_name="gan-mnist", storage=url)
-    from genopt.study.artifacts import kept_checkpoints
+    from genopt.study.artifacts.retention import kept_checkpoints
 
     kept = kept_checkpoints(study, artifact_store())
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
@@ -127,7 +127,7 @@ def test_a_trial_behind_best_stops_is_complete_with_its_best_epoch(mnist, tmp_pa
     from genopt.metrics import FidEvaluator
     from genopt.spec import StudySpec
     from genopt.study.objective import Objective
-    from genopt.study.search import BehindBestPruner, make_pruner
+    from genopt.study.search.pruners import BehindBestPruner, make_pruner
 
     class StopsEveryTrial(optuna.pruners.ThresholdPruner):
         completes_stops = BehindBestPruner.completes_stops

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import datetime
 import math
-import sys
-from pathlib import Path
 
 import optuna
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import time_to_quality as ttq  # noqa: E402
+from bench import time_to_quality as ttq
 
 pytestmark = pytest.mark.slow  # reads the session's tiny study, made by the console script
 

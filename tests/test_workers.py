@@ -13,8 +13,8 @@ import torch
 from cli_runner import GENOPT, article_spec, genopt
 from optuna.trial import TrialState
 
-from genopt.study.storage import open_storage
-from genopt.study.stores import artifact_store
+from genopt.study.artifacts.stores import artifact_store
+from genopt.study.storage.database import open_storage
 from genopt.study.workers import shares
 
 TINY = [*article_spec(), "--epochs", "1", "--train-limit", "500", "--fid-samples", "200", "--no-progress"]

@@ -29,7 +29,8 @@ def add_storage(parser: argparse.ArgumentParser) -> None:
 
 def add_artifact_store(parser: argparse.ArgumentParser, *, writes: bool = False) -> None:
     """``--artifact-store URL``: where trials keep (or kept) their checkpoints, grids and histories; a
-    folder, or ``s3://BUCKET/PREFIX`` (``genopt.study.stores``). ``--artifact-dir`` is its old name."""
+    folder, or ``s3://BUCKET/PREFIX`` (``genopt.study.artifacts.stores``). ``--artifact-dir`` is its
+    old name."""
     help_text = (
         "a folder, or s3://BUCKET/PREFIX with the endpoint and credentials from the environment "
         "(AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...) (default: the study's own, else storage/artifacts)"

@@ -105,8 +105,8 @@ def parse_params(text: str) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     # torch and Optuna load only once the arguments are good
-    from genopt.study.note import reproduce_command
     from genopt.study.progress import study_summary
+    from genopt.study.record.note import reproduce_command
     from genopt.study.runner import run_study
 
     spec, spec_path = find_spec(args.model, args.spec)

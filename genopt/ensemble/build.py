@@ -24,9 +24,9 @@ from genopt.errors import GenoptError
 from genopt.metrics import EVAL_NOISE_SEED, FidEvaluator, SampleStatistics
 from genopt.metrics.scores import SCORES
 from genopt.models import Generator
-from genopt.study.artifacts import kept_checkpoints
-from genopt.study.storage import load_existing_study
-from genopt.study.stored import stored_spec, study_artifact_store, study_dataset, study_feature_version
+from genopt.study.artifacts.retention import kept_checkpoints
+from genopt.study.record.facts import stored_spec, study_artifact_store, study_dataset, study_feature_version
+from genopt.study.storage.database import load_existing_study
 
 # Seeds the mean ensemble's draws for its scores, apart from the members' evaluation noise.
 ENSEMBLE_NOISE_SEED = 54321

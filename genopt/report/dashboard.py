@@ -15,9 +15,9 @@ import optuna
 import optuna_dashboard
 
 from genopt.errors import GenoptError
-from genopt.study import stores
-from genopt.study.storage import open_storage
-from genopt.study.stored import ARTIFACT_DIR_ATTR, ARTIFACT_STORE_ATTR
+from genopt.study.artifacts import stores
+from genopt.study.record.records import StudyRecord
+from genopt.study.storage.database import open_storage
 
 HOST = "127.0.0.1"
 
@@ -58,7 +58,7 @@ def make_dashboard_server(
 def recorded_store(storage) -> str | None:
     """The artifact store every study in ``storage`` recorded, None when they name none or several."""
     recorded = {
-        s.user_attrs.get(ARTIFACT_STORE_ATTR, s.user_attrs.get(ARTIFACT_DIR_ATTR))
+        StudyRecord.from_attrs(s.user_attrs).artifact_store
         for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
     }
     return recorded.pop() if len(recorded) == 1 else None

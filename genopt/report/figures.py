@@ -21,10 +21,9 @@ from genopt.errors import GenoptError
 from genopt.grid import save_grid
 from genopt.metrics.scores import SCORES
 from genopt.report.html import render_html
-from genopt.study.artifacts import CHECKPOINT_ATTR, SAMPLES_ATTR
-from genopt.study.progress import best_trial
-from genopt.study.storage import load_existing_study
-from genopt.study.stored import stored_spec, study_artifact_store
+from genopt.study.record.facts import stored_spec, study_artifact_store
+from genopt.study.record.records import TrialRecord, best_trial
+from genopt.study.storage.database import load_existing_study
 
 
 def stored_objective(study: optuna.Study) -> str:
@@ -149,8 +148,8 @@ def _export(path: Path) -> Description | str | None:
 
 def _best_samples(best: FrozenTrial, store, path: Path) -> str | None:
     """Write the best trial's sample grid to ``path``; None on success, else why not."""
-    samples_id = best.user_attrs.get(SAMPLES_ATTR)
-    checkpoint_id = best.user_attrs.get(CHECKPOINT_ATTR)
+    record = TrialRecord.of(best)
+    samples_id, checkpoint_id = record.samples, record.checkpoint
     if samples_id is not None:
         try:
             with store.open_reader(samples_id) as f:

@@ -10,9 +10,7 @@ from optuna.trial import FrozenTrial
 from genopt.checkpoints import Description
 from genopt.metrics.scores import SCORES
 from genopt.spec import format_params
-from genopt.study import artifacts
-from genopt.study.progress import format_scores, trial_scores
-from genopt.study.stored import DATASET_ATTR, FEATURE_ACCURACY_ATTR, FID_FLOOR_ATTR, SPEC_ATTR
+from genopt.study.record.records import StudyRecord, TrialRecord, format_scores
 
 _STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; }
@@ -40,8 +38,8 @@ def render_html(
     ``ensemble`` is the study's export description, a one-line reason it cannot be read, or None.
     """
     e = html.escape
-    dataset = study_attrs.get(DATASET_ATTR, {})
-    spec = study_attrs.get(SPEC_ATTR, {})
+    record = StudyRecord.from_attrs(study_attrs)
+    dataset, spec = record.dataset, record.spec
     states = [t.state.name.lower() for t in trials]
     counts = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states)) or "no trials"
     facts = [
@@ -50,14 +48,15 @@ def render_html(
         ("trials", f"{len(trials)} ({counts})"),
         ("max epochs per trial", spec.get("max_epochs")),
         ("FID samples", spec.get("fid_samples")),
-        ("FID floor (validation vs test)", _num(study_attrs.get(FID_FLOOR_ATTR))),
-        ("feature net validation accuracy", _num(study_attrs.get(FEATURE_ACCURACY_ATTR), 4)),
+        ("FID floor (validation vs test)", _num(record.fid_floor)),
+        ("feature net validation accuracy", _num(record.feature_accuracy, 4)),
     ]
     if best is not None:
         facts += [
             (
                 "best trial",
-                f"{best.number}: {format_scores(trial_scores(best))}, {format_params(best.params)}",
+                f"{best.number}: {format_scores(TrialRecord.of(best).shown_scores)}, "
+                f"{format_params(best.params)}",
             )
         ]
     parts = [
@@ -131,18 +130,17 @@ def _score(name: str, value: Any) -> str:
 def _trials(trials: list[FrozenTrial]) -> str:
     rows = []
     for t in trials:
-        scores = trial_scores(t)
+        record = TrialRecord.of(t)
+        scores = record.shown_scores
         rows.append(
             [
                 t.number,
                 t.state.name.lower(),
                 *(_score(n, scores.get(n)) for n in SCORES),
-                t.user_attrs.get(artifacts.BEST_EPOCH_ATTR, ""),
-                t.user_attrs.get(artifacts.EPOCHS_ATTR, ""),
+                "" if record.best_epoch is None else record.best_epoch,
+                "" if record.epochs is None else record.epochs,
                 format_params(t.params),
-                "below min_label_accuracy"
-                if t.user_attrs.get(artifacts.INFEASIBLE_ATTR)
-                else t.user_attrs.get(artifacts.STOP_REASON_ATTR, ""),
+                "below min_label_accuracy" if record.infeasible else record.stop_reason or "",
             ]
         )
     head = [

@@ -21,8 +21,8 @@ ARCHITECTURE_NAMES = ("mlp", "dcgan")
 # how a cGAN's discriminator sees the label (genopt.models.CONDITIONINGS): the article's one-hot appended
 # to the image, a projection (Miyato & Koyama 2018), or an auxiliary classifier head (Odena et al. 2017);
 CONDITIONING_NAMES = ("concat", "projection", "acgan")
-# how a study searches (genopt.study.samplers.SAMPLERS, genopt.study.pruners.PRUNERS; chosen by replay,
-# docs/benchmarks.md).
+# how a study searches (genopt.study.search.samplers.SAMPLERS, genopt.study.search.pruners.PRUNERS;
+# chosen by replay, docs/benchmarks.md).
 SAMPLER_NAMES = ("tpe", "gp", "random")
 PRUNER_NAMES = ("behind_best", "hyperband", "successive_halving", "median", "patient", "none")
 # Arithmetic of the training step: "bf16" runs forward passes under bfloat16 autocast (docs/benchmarks.md);
@@ -223,7 +223,7 @@ FIELDS: tuple[Field, ...] = (
     Field("image_size", "data", int, None, article=None, range=Range(4), optional=True),
     # "auto": 3 when any image has colour, else 1.
     Field("channels", "data", str, "auto", article="auto", choices=CHANNELS),
-    # [search], --trials auto (genopt.study.stopping): stop once the best value has gained less than
+    # [search], --trials auto (genopt.study.search.stopping): stop once the best value has gained less than
     # auto_min_improvement (relative) over the last auto_patience scored trials, or at auto_max_trials.
     # Chosen by replay (docs/benchmarks.md).
     Field("auto_patience", "search", int, 25, article=25, range=AT_LEAST_1),

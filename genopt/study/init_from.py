@@ -21,11 +21,11 @@ from typing import Any
 import optuna
 import torch
 
-from genopt.checkpoints import TRIAL_FORMAT, read_export, read_trial_checkpoint
+from genopt.checkpoints import read_export, read_trial_checkpoint, save_trial_checkpoint
 from genopt.data import Dataset
 from genopt.errors import GenoptError
 from genopt.spec import StudySpec
-from genopt.study.stored import INIT_ATTR
+from genopt.study.record.records import StudyRecord
 from genopt.train import build_models
 from genopt.warmstart import WarmStart, describe, warm_start
 
@@ -99,16 +99,11 @@ def _checked(
 def store_init(init: WarmStart, store) -> dict[str, Any]:
     """Copy ``init``'s weights into the artifact ``store`` as a trial checkpoint; the fields that the
     study's ``init`` record adds for it: ``artifact`` (its id) and ``artifact_sha256``."""
-    checkpoint = {
-        "format": TRIAL_FORMAT,
-        "generator_config": init.generator_config,
-        "state_dict": init.generator_state,
-    }
+    discriminator = None
     if init.discriminator_state is not None:
-        checkpoint["discriminator_config"] = init.discriminator_config
-        checkpoint["discriminator_state_dict"] = init.discriminator_state
+        discriminator = (init.discriminator_config, init.discriminator_state)
     buffer = io.BytesIO()
-    torch.save(checkpoint, buffer)
+    save_trial_checkpoint(buffer, (init.generator_config, init.generator_state), discriminator=discriminator)
     data = buffer.getvalue()
     sha256 = hashlib.sha256(data).hexdigest()
     artifact_id = f"init-{sha256}"
@@ -153,7 +148,7 @@ def study_init(
     Raises:
         GenoptError: ``init`` is not the study's own, or the study's file is gone or changed.
     """
-    stored = study.user_attrs.get(INIT_ATTR) if study is not None else None
+    stored = StudyRecord.of(study).init if study is not None else None
     if stored is None:
         if study is not None and init is not None:
             raise GenoptError(

@@ -21,11 +21,12 @@ import torch
 
 from genopt.data import Dataset
 from genopt.metrics import EVAL_NOISE_SEED, FidEvaluator, Scores
+from genopt.metrics.scores import SCORES
 from genopt.models import Generator
 from genopt.spec import SEARCHABLE, StudySpec
-from genopt.study import artifacts as A
-from genopt.study.search import completes_stops
-from genopt.study.stored import FEATURE_VERSION_ATTR
+from genopt.study.artifacts.upload import upload_checkpoint, upload_trial_artifacts
+from genopt.study.record import attrs as A
+from genopt.study.search.pruners import completes_stops
 from genopt.train import EpochStats, train
 from genopt.warmstart import WarmStart
 
@@ -85,7 +86,7 @@ class EpochJudge:
         self.baseline = baseline
         self.chosen: Chosen | None = None
         # The study's pruner stopped the trial and completes such trials with the chosen epoch's
-        # score rather than ending them as PRUNED (``search.completes_stops``).
+        # score rather than ending them as PRUNED (``search.pruners.completes_stops``).
         self.stopped_early = False
 
     def __call__(
@@ -144,7 +145,7 @@ class Objective:
             return self._run(trial)
         except KeyboardInterrupt:
             # Optuna records the trial as FAIL on the way out; the reason says it was Ctrl-C.
-            trial.set_user_attr(A.INTERRUPTED_ATTR, "interrupted")
+            trial.set_user_attr(A.REASON_ATTR, "interrupted")
             raise
 
     def _run(self, trial: optuna.Trial) -> float:
@@ -167,7 +168,7 @@ class Objective:
             generator = copy.deepcopy(generator)
             generator.load_state_dict(chosen.state)
         self._record(trial, seed, start, result, history, chosen)
-        A.upload_trial_artifacts(trial, self.store, generator, history)
+        upload_trial_artifacts(trial, self.store, generator, history)
         if result.stop_reason is not None:
             # Divergence and pruning both end the trial as PRUNED, the reason says which; a trial
             # stopped by a pruner that completes its stops goes on to complete with its chosen epoch.
@@ -182,7 +183,7 @@ class Objective:
             if accuracy < spec.min_label_accuracy:
                 trial.set_user_attr(A.INFEASIBLE_ATTR, True)
                 return chosen.value  # no checkpoint: it can never become an ensemble member
-        A.upload_checkpoint(
+        upload_checkpoint(
             trial,
             self.store,
             generator,
@@ -206,9 +207,9 @@ class Objective:
         trial.set_user_attr(A.WALL_SECONDS_ATTR, round(time.perf_counter() - start, 2))
         trial.set_user_attr(A.IMAGES_PER_SECOND_ATTR, round(result.images_per_second, 1))
         trial.set_user_attr(A.PRECISION_ATTR, result.precision)
-        trial.set_user_attr(FEATURE_VERSION_ATTR, self.evaluator.feature_version)
+        trial.set_user_attr(A.TRIAL_FEATURE_VERSION_ATTR, self.evaluator.feature_version)
         trial.set_user_attr(A.LOSS_HISTORY_ATTR, [[e.d_loss, e.g_loss] for e in result.epochs])
-        for name in A.SCORE_NAMES:
+        for name in SCORES:
             values = [row[name] for row in history if name in row]
             if values:
                 trial.set_user_attr(A.history_attr(name), values)

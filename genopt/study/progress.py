@@ -7,63 +7,27 @@ terminal (stderr a TTY).
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
-from genopt.metrics.scores import SCORES
 from genopt.spec import format_params
-from genopt.study import artifacts
-from genopt.study.note import data_line, feature_task
-from genopt.study.stopping import STOPPED_ATTR
-from genopt.study.stored import DATASET_ATTR
-
-
-def format_scores(values: dict[str, Any]) -> str:
-    """``FID 41.20  intra-FID 60.10  label acc 0.953`` for the scores present in ``values``.
-
-    Labels, order and digits are the registry's (``genopt.metrics.scores.SCORES``).
-    """
-    return "  ".join(
-        f"{score.label} {score.format(values[name])}"
-        for name, score in SCORES.items()
-        if isinstance(values.get(name), int | float)
-    )
-
-
-def trial_scores(trial: FrozenTrial) -> dict[str, Any]:
-    """The trial's scores at its chosen epoch, or at its last scored epoch when it has none."""
-    chosen = {name: trial.user_attrs[name] for name in SCORES if name in trial.user_attrs}
-    if chosen:
-        return chosen
-    # Trials made before per-epoch scores: the last FID of the history, or the value.
-    fids = trial.user_attrs.get(artifacts.history_attr("fid")) or []
-    fid = trial.value if trial.value is not None else (fids[-1] if fids else None)
-    return {"fid": fid} if fid is not None else {}
-
-
-def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The feasible COMPLETE trial with the lowest value, None when there is none."""
-    trials = [
-        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if artifacts.feasible(t)
-    ]
-    return min(trials, key=lambda t: (t.value, t.number)) if trials else None
+from genopt.study.record.note import data_line, feature_task
+from genopt.study.record.records import StudyRecord, TrialRecord, best_trial, format_scores
 
 
 def trial_line(trial: FrozenTrial) -> str:
     """``trial   3  complete  FID 41.20  intra-FID 60.10  label acc 0.953  epoch 4 of 5  lr=...``."""
-    scores = format_scores(trial_scores(trial)) or "no score"
-    epochs = trial.user_attrs.get(artifacts.EPOCHS_ATTR, "-")
-    best = trial.user_attrs.get(artifacts.BEST_EPOCH_ATTR)
-    ran = f"epoch {best} of {epochs}" if best is not None else f"epochs {epochs}"
+    record = TrialRecord.of(trial)
+    scores = format_scores(record.shown_scores) or "no score"
+    epochs = "-" if record.epochs is None else record.epochs
+    ran = f"epoch {record.best_epoch} of {epochs}" if record.best_epoch is not None else f"epochs {epochs}"
     state = trial.state.name.lower()
     line = f"trial {trial.number:>3}  {state:<8}  {scores}  {ran}  {format_params(trial.params)}"
-    if trial.user_attrs.get(artifacts.INFEASIBLE_ATTR):
+    if record.infeasible:
         return f"{line}  (below min_label_accuracy)"
-    reason = trial.user_attrs.get(artifacts.STOP_REASON_ATTR) or trial.user_attrs.get(artifacts.REASON_ATTR)
-    return f"{line}  ({reason})" if reason else line
+    return f"{line}  ({record.why_ended})" if record.why_ended else line
 
 
 class TrialProgress:
@@ -104,12 +68,13 @@ def study_summary(study: optuna.Study, *, fid_floor: float, feature_accuracy: fl
         lines += [
             f"  {'best trial':<22}{best.number}",
             f"  {'parameters':<22}{format_params(best.params)}",
-            f"  {'validation':<22}{format_scores(trial_scores(best))}",
+            f"  {'validation':<22}{format_scores(TrialRecord.of(best).shown_scores)}",
             f"  {'epochs':<22}{_epochs(best)}",
         ]
     else:
         lines.append("  no trial completed yet")
-    dataset = study.user_attrs.get(DATASET_ATTR, {})
+    record = StudyRecord.of(study)
+    dataset = record.dataset
     lines += [
         f"  {'floor (val vs test)':<22}{fid_floor:.2f}",
         f"  {'feature net accuracy':<22}{feature_accuracy:.4f}"
@@ -117,11 +82,13 @@ def study_summary(study: optuna.Study, *, fid_floor: float, feature_accuracy: fl
     ]
     if "channels" in dataset:
         lines.append(f"  {'images':<22}{data_line(dataset)}")
-    if study.user_attrs.get(STOPPED_ATTR):
-        lines.append(f"  {'stopped (auto)':<22}{study.user_attrs[STOPPED_ATTR]}")
+    if record.stopped:
+        lines.append(f"  {'stopped (auto)':<22}{record.stopped}")
     return "\n".join(lines)
 
 
 def _epochs(trial: FrozenTrial) -> str:
-    ran, best = trial.user_attrs.get(artifacts.EPOCHS_ATTR), trial.user_attrs.get(artifacts.BEST_EPOCH_ATTR)
-    return f"{ran} (scored at epoch {best})" if best is not None else str(ran)
+    record = TrialRecord.of(trial)
+    if record.best_epoch is None:
+        return str(record.epochs)
+    return f"{record.epochs} (scored at epoch {record.best_epoch})"

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from genopt.errors import GenoptError
-from genopt.study.stores import ArtifactLocation
+from genopt.study.artifacts.stores import ArtifactLocation
 
 
 def cpu_count() -> int:

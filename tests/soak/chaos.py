@@ -227,7 +227,7 @@ class Inspector:
     """Reads the study straight from its storage, as a worker would see it (no trial is changed)."""
 
     def __init__(self, url: str):
-        from genopt.study.storage import open_storage
+        from genopt.study.storage.database import open_storage
 
         self.storage = open_storage(url)
         self.study_id = self.storage.get_study_id_from_name(STUDY)
@@ -417,10 +417,10 @@ def count(url: str, artifacts: str, result: Result, inspector: Inspector) -> Non
     from optuna.trial import TrialState
 
     from genopt.spec import StudySpec
-    from genopt.study import artifacts as trial_artifacts
-    from genopt.study.search import DRAWN_ATTR
-    from genopt.study.stored import SPEC_ATTR
-    from genopt.study.stores import artifact_store
+    from genopt.study.artifacts.stores import artifact_store
+    from genopt.study.record import attrs as trial_attrs
+    from genopt.study.record.attrs import DRAWN_ATTR, SPEC_ATTR
+    from genopt.study.record.records import TrialRecord
 
     trials = list(inspector.trials())
     result.states = Counter(t.state.name for t in trials)
@@ -444,19 +444,19 @@ def count(url: str, artifacts: str, result: Result, inspector: Inspector) -> Non
     spec_attrs = inspector.storage.get_study_user_attrs(inspector.study_id)[SPEC_ATTR]
     keep = StudySpec.from_dict(spec_attrs).keep_checkpoints
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    ranked = sorted((t for t in complete if trial_artifacts.feasible(t)), key=lambda t: (t.value, t.number))
+    ranked = sorted((t for t in complete if TrialRecord.of(t).feasible), key=lambda t: (t.value, t.number))
     kept = {t.number for t in ranked[:keep]}
     for t in complete:
-        history = readable(t.user_attrs.get(trial_artifacts.HISTORY_ATTR))
+        history = readable(t.user_attrs.get(trial_attrs.HISTORY_ATTR))
         if history is None or not history.startswith(b"epoch,"):
             result.lost_complete.append(f"trial {t.number}: history CSV missing or unreadable")
-        grid = readable(t.user_attrs.get(trial_artifacts.SAMPLES_ATTR))
+        grid = readable(t.user_attrs.get(trial_attrs.SAMPLES_ATTR))
         if grid is None or not grid.startswith(b"\x89PNG"):
             result.lost_complete.append(f"trial {t.number}: sample grid missing or unreadable")
-        if trial_artifacts.feasible(t) and trial_artifacts.CHECKPOINT_ATTR not in t.user_attrs:
+        if TrialRecord.of(t).feasible and trial_attrs.CHECKPOINT_ATTR not in t.user_attrs:
             result.lost_complete.append(f"trial {t.number}: no checkpoint was ever named")
         if t.number in kept:
-            checkpoint = readable(t.user_attrs.get(trial_artifacts.CHECKPOINT_ATTR))
+            checkpoint = readable(t.user_attrs.get(trial_attrs.CHECKPOINT_ATTR))
             if checkpoint is None:
                 result.lost_complete.append(f"trial {t.number}: among the {keep} best, checkpoint gone")
                 continue
@@ -464,10 +464,10 @@ def count(url: str, artifacts: str, result: Result, inspector: Inspector) -> Non
             if number != t.number:
                 result.lost_complete.append(f"trial {t.number}: its checkpoint is trial {number}'s")
 
-    removable = {t.user_attrs.get(trial_artifacts.CHECKPOINT_ATTR) for t in trials if t.number not in kept}
+    removable = {t.user_attrs.get(trial_attrs.CHECKPOINT_ATTR) for t in trials if t.number not in kept}
     for t in trials:
         named = {m.artifact_id for m in optuna.artifacts.get_all_artifact_meta(t, storage=inspector.storage)}
-        named |= {t.user_attrs[a] for a in trial_artifacts.ARTIFACT_ATTRS if a in t.user_attrs}
+        named |= {t.user_attrs[a] for a in trial_attrs.ARTIFACT_ATTRS if a in t.user_attrs}
         for artifact_id in sorted(named - removable):
             if readable(artifact_id) is None:
                 result.dangling.append(

@@ -15,20 +15,9 @@ import optuna
 from genopt.data import Dataset, load_dataset
 from genopt.errors import GenoptError
 from genopt.spec import StudySpec
-from genopt.study.stores import ArtifactLocation, artifact_store
+from genopt.study.artifacts.stores import ArtifactLocation, artifact_store
+from genopt.study.record.records import StudyRecord
 
-SPEC_ATTR = "spec"
-DATASET_ATTR = "dataset"
-# Where the trials keep their artifacts: a folder or an s3:// URL, never credentials
-# (genopt.study.stores). Studies made before S3 stores recorded a folder as "artifact_dir".
-ARTIFACT_STORE_ATTR = "artifact_store"
-ARTIFACT_DIR_ATTR = "artifact_dir"
-FID_FLOOR_ATTR = "fid_floor"
-FEATURE_ACCURACY_ATTR = "feature_net_validation_accuracy"
-# The feature net's recipe version the study is scored with; studies made before it was recorded used 1.
-FEATURE_VERSION_ATTR = "feature_net_version"
-# A warm-started study's source: {"path", "sha256", "member", "discriminator"} (genopt.study.warm).
-INIT_ATTR = "init"
 # What an image folder's reading (genopt.data.folder) records beyond the dataset record's own fields.
 FOLDER_DETAILS = ("content_sha256", "files", "ignored_files", "skipped_files", "background", "split")
 
@@ -58,10 +47,10 @@ def stored_spec(study: optuna.Study) -> StudySpec:
     Raises:
         GenoptError: the study was not made by ``genopt study``.
     """
-    raw = study.user_attrs.get(SPEC_ATTR)
-    if raw is None:
+    record = StudyRecord.of(study)
+    if not record.made_by_genopt:
         raise GenoptError(f"study {study.study_name!r} was not made by genopt study: it has no stored spec")
-    return StudySpec.from_dict(raw)
+    return StudySpec.from_dict(record.spec)
 
 
 def study_dataset(study: optuna.Study, data_dir: Path | None = None) -> Dataset:
@@ -70,7 +59,7 @@ def study_dataset(study: optuna.Study, data_dir: Path | None = None) -> Dataset:
     Raises:
         GenoptError: the data cannot be found, or its sha256 is not the study's.
     """
-    record = study.user_attrs.get(DATASET_ATTR, {})
+    record = StudyRecord.of(study).dataset
     name = record.get("name", "mnist")
     if data_dir is None and record.get("data_dir"):
         data_dir = Path(record["data_dir"])
@@ -107,7 +96,7 @@ def _other_data(study: optuna.Study, source: str) -> GenoptError:
 
 def study_feature_version(study: optuna.Study) -> int:
     """The feature-net version that scores ``study``: its own, so a resumed study stays comparable."""
-    return int(study.user_attrs.get(FEATURE_VERSION_ATTR, 1))
+    return StudyRecord.of(study).feature_version
 
 
 def study_artifact_location(study: optuna.Study, given: str | Path | None = None) -> ArtifactLocation:
@@ -119,7 +108,7 @@ def study_artifact_location(study: optuna.Study, given: str | Path | None = None
     """
     if given is not None:
         return ArtifactLocation.parse(given)
-    stored = study.user_attrs.get(ARTIFACT_STORE_ATTR, study.user_attrs.get(ARTIFACT_DIR_ATTR))
+    stored = StudyRecord.of(study).artifact_store
     location = ArtifactLocation.parse(stored)
     if stored is not None and not location.is_s3 and not location.folder.is_dir():
         raise GenoptError(

@@ -12,15 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from genopt.spec import StudySpec
-from genopt.study.stored import (
-    DATASET_ATTR,
-    FEATURE_ACCURACY_ATTR,
-    FEATURE_VERSION_ATTR,
-    FID_FLOOR_ATTR,
-    INIT_ATTR,
-    SPEC_ATTR,
-)
-from genopt.study.stores import ArtifactLocation
+from genopt.study.artifacts.stores import ArtifactLocation
+from genopt.study.record.records import StudyRecord
 
 
 def study_note(study_name: str, user_attrs: dict[str, Any], command: str | None = None) -> str:
@@ -32,11 +25,9 @@ def study_note(study_name: str, user_attrs: dict[str, Any], command: str | None 
             ``feature_net_validation_accuracy``) as ``run_study`` stores them.
         command: the command line that made the study; left out when unknown.
     """
-    spec = user_attrs.get(SPEC_ATTR, {})
+    record = StudyRecord.from_attrs(user_attrs)
+    spec, dataset, floor, accuracy = record.spec, record.dataset, record.fid_floor, record.feature_accuracy
     objective = StudySpec.from_dict(spec).objective_name if spec else "fid"
-    dataset = user_attrs.get(DATASET_ATTR, {})
-    floor = user_attrs.get(FID_FLOOR_ATTR)
-    accuracy = user_attrs.get(FEATURE_ACCURACY_ATTR)
     lines = [
         f"## {study_name}",
         "",
@@ -51,9 +42,9 @@ def study_note(study_name: str, user_attrs: dict[str, Any], command: str | None 
         f"| sha256 | `{dataset.get('sha256', '?')}` |",
         *_data_rows(dataset),
         f"| feature network validation accuracy, {feature_task(dataset)} task | {_fmt(accuracy, '.4f')} |",
-        f"| feature network version | {user_attrs.get(FEATURE_VERSION_ATTR, 1)} |",
+        f"| feature network version | {record.feature_version} |",
         f"| FID floor (validation vs test) | {_fmt(floor, '.2f')} |",
-        *_init_rows(user_attrs.get(INIT_ATTR)),
+        *_init_rows(record.init),
         "",
         "### How to read the numbers",
         "",

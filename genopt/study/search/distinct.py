@@ -1,62 +1,17 @@
-"""How a study searches: the sampler and pruner a spec names, and whether a stored study may resume.
+"""A worker's sampler that never proposes parameters another trial holds or has just drawn.
 
-The samplers and pruners themselves are named in ``genopt.study.samplers.SAMPLERS`` and
-``genopt.study.pruners.PRUNERS``; this module seeds and builds the spec's.
-
-A resumed study must mean the same thing as the run that made it: its stored spec is compared field
-by field with the current one, and only the fields below may differ.
+Workers that share a study ask for parameters at the same moment; ``DistinctSampler`` (built by
+``genopt.study.search.samplers.make_sampler``) keeps their draws apart.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import optuna
 
-from genopt.errors import GenoptError
-from genopt.files import plain
-from genopt.spec import FIELDS, StudySpec, load_spec
-from genopt.study import optuna_private
-from genopt.study.pruners import PRUNERS, BehindBestPruner, completes_stops
-from genopt.study.samplers import SAMPLERS
-from genopt.study.stored import DATASET_ATTR, SPEC_ATTR
-
-__all__ = [
-    "DRAWN_ATTR",
-    "RESUMABLE_FIELDS",
-    "BehindBestPruner",
-    "DistinctSampler",
-    "check_resumable",
-    "completes_stops",
-    "make_pruner",
-    "make_sampler",
-]
-
-# Spec fields that may change between runs of one study: those of [search] (how it searches, its
-# seed, the checkpoints it keeps), bar the search space; the rest define what its scores mean.
-RESUMABLE_FIELDS = frozenset(f.name for f in FIELDS if f.section == "search")
-
-
-def make_sampler(
-    spec: StudySpec, *, n_existing: int = 0, worker: int = 0, distinct: bool = False
-) -> optuna.samplers.BaseSampler:
-    """The spec's sampler (``SAMPLERS``), seeded apart from earlier runs and from other workers.
-
-    Args:
-        spec: the study's spec (``sampler``, ``seed``).
-        n_existing: trials the study already holds: a resumed study must not replay the first run's
-            random draws, so the seed is offset by the study's size.
-        worker: the worker's index (or process id); workers that start together draw apart.
-        distinct: wrap it in ``DistinctSampler`` (a worker that shares the study with others).
-    """
-    seed = (spec.seed + n_existing + 1_000_003 * worker) % 2**32
-    sampler = SAMPLERS[spec.sampler](spec, seed)
-    return DistinctSampler(sampler) if distinct else sampler
-
-
-# Where a worker's trial records the parameters its sampler drew, before it stores them as its own.
-DRAWN_ATTR = "genopt:drawn"
+from genopt.study.record.attrs import DRAWN_ATTR
+from genopt.study.storage import optuna_private
 
 
 class DistinctSampler(optuna.samplers.BaseSampler):
@@ -112,49 +67,3 @@ class DistinctSampler(optuna.samplers.BaseSampler):
     def reseed_rng(self) -> None:
         self._sampler.reseed_rng()
         self._random.reseed_rng()
-
-
-def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    """The spec's pruner over epochs (``PRUNERS``; each trial reports its objective after every epoch)."""
-    return PRUNERS[spec.pruner](spec)
-
-
-def check_resumable(study: optuna.Study, spec: StudySpec, dataset_sha256: str) -> None:
-    """Refuse to add trials that would mean something else than the study's stored ones.
-
-    Raises:
-        GenoptError: other data (sha256), or a spec field outside ``RESUMABLE_FIELDS`` changed.
-    """
-    stored = study.user_attrs.get(SPEC_ATTR)
-    if stored is None:
-        return
-    if study.user_attrs.get(DATASET_ATTR, {}).get("sha256") not in (None, dataset_sha256):
-        raise GenoptError(
-            f"study {study.study_name!r} was made on other data (sha256 differs): use a new --study name"
-        )
-    current = plain(spec.to_dict())
-    # A field added to genopt after the study was made meant what the study did then.
-    stored = plain(StudySpec.from_dict(stored).to_dict())
-    changed = sorted(k for k in current if k not in RESUMABLE_FIELDS and stored.get(k) != current[k])
-    if changed:
-        # A study made with a shipped spec that is no longer the default (the article's MLPs were,
-        # until the DCGAN): name the file that resumes it.
-        shipped = _shipped_spec_of(stored)
-        hint = f" (the study's spec is {shipped}'s: it resumes with --spec {shipped})" if shipped else ""
-        raise GenoptError(
-            f"study {study.study_name!r} was made with a different {', '.join(changed)}: use the same "
-            f"spec and options (genopt worker --study {study.study_name} resumes with the stored spec), "
-            f"or a new --study name{hint}"
-        )
-
-
-def _shipped_spec_of(stored: dict) -> Path | None:
-    """The spec file in this checkout's ``studies/`` whose non-resumable fields are ``stored``'s, if any."""
-    for path in sorted(Path("studies").glob("*.toml")):
-        try:
-            shipped = plain(load_spec(path).to_dict())
-        except GenoptError:
-            continue
-        if all(shipped.get(k) == v for k, v in stored.items() if k not in RESUMABLE_FIELDS):
-            return path
-    return None

@@ -99,3 +99,8 @@ class BehindBestPruner(optuna.pruners.BasePruner):
             default=math.inf,
         )
         return math.isfinite(best) and value > self.factor * best
+
+
+def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    """The spec's pruner over epochs (``PRUNERS``; each trial reports its objective after every epoch)."""
+    return PRUNERS[spec.pruner](spec)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import optuna
 
 from genopt.spec import StudySpec
+from genopt.study.search.distinct import DistinctSampler
 
 
 def tpe(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
@@ -79,3 +80,20 @@ SAMPLERS: dict[str, Callable[[StudySpec, int], optuna.samplers.BaseSampler]] = {
     "gp": gp,
     "random": random,
 }
+
+
+def make_sampler(
+    spec: StudySpec, *, n_existing: int = 0, worker: int = 0, distinct: bool = False
+) -> optuna.samplers.BaseSampler:
+    """The spec's sampler (``SAMPLERS``), seeded apart from earlier runs and from other workers.
+
+    Args:
+        spec: the study's spec (``sampler``, ``seed``).
+        n_existing: trials the study already holds: a resumed study must not replay the first run's
+            random draws, so the seed is offset by the study's size.
+        worker: the worker's index (or process id); workers that start together draw apart.
+        distinct: wrap it in ``DistinctSampler`` (a worker that shares the study with others).
+    """
+    seed = (spec.seed + n_existing + 1_000_003 * worker) % 2**32
+    sampler = SAMPLERS[spec.sampler](spec, seed)
+    return DistinctSampler(sampler) if distinct else sampler

@@ -14,17 +14,22 @@ adds no trial, and every worker of the study reaches the same verdict from the s
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import optuna
-from optuna.trial import TrialState
+import optuna_dashboard
+from optuna.trial import FrozenTrial, TrialState
+from tqdm.auto import tqdm
 
+from genopt.errors import GenoptError
 from genopt.spec import StudySpec
+from genopt.study.record.attrs import STOPPED_ATTR
+from genopt.study.record.note import with_stop
+from genopt.study.record.records import StudyRecord
 
 AUTO = "auto"
-# Why an auto study stopped, in its user attributes: the note and the summary say it.
-STOPPED_ATTR = "stopped"
 
 
 @dataclass(frozen=True)
@@ -91,3 +96,55 @@ class Stagnation:
 
 def _finished_order(trial: optuna.trial.FrozenTrial) -> tuple:
     return (trial.datetime_complete is None, trial.datetime_complete, trial.number)
+
+
+def check_trials(trials: int | str) -> None:
+    """``trials`` must be a positive integer or ``"auto"``.
+
+    Raises:
+        GenoptError: it is neither.
+    """
+    if trials == AUTO:
+        return
+    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
+        raise GenoptError(f"the number of trials must be a positive integer or auto, got {trials!r}")
+
+
+def trial_budget(study: optuna.Study, spec: StudySpec, trials: int | str) -> tuple[int, Stagnation | None]:
+    """How many trials this run may add, and the stopping rule that may end it sooner (``auto``).
+
+    With ``auto`` the budget is what the cap leaves, and 0 when the study has already converged;
+    either way the reason is recorded and printed. A fixed number of trials clears an earlier
+    run's reason, since the study goes on past it.
+    """
+    if StudyRecord.of(study).stopped:
+        _record_stop(study, None)
+    if trials != AUTO:
+        return int(trials), None
+    rule = Stagnation.of(spec)
+    reason = rule.verdict(study, spec.objective_name)
+    if reason is not None:
+        _record_stop(study, reason)
+        return 0, rule
+    finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+    return rule.max_trials - finished, rule
+
+
+def stop_when(rule: Stagnation, objective: str) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """An Optuna callback that stops the run once ``rule`` has a verdict on the study."""
+
+    def stop(study: optuna.Study, trial: FrozenTrial) -> None:
+        reason = rule.verdict(study, objective)
+        if reason is not None:
+            _record_stop(study, reason)
+            study.stop()
+
+    return stop
+
+
+def _record_stop(study: optuna.Study, reason: str | None) -> None:
+    """Record why the study stopped (None: it goes on after all) in its attributes and its note."""
+    study.set_user_attr(STOPPED_ATTR, reason)
+    optuna_dashboard.save_note(study, with_stop(optuna_dashboard.get_note(study), reason))
+    if reason is not None:
+        tqdm.write(f"study {study.study_name}: {reason}", file=sys.stdout)

@@ -5,7 +5,7 @@ Three kinds of URL, one factory:
 - ``sqlite:///path.db``: one machine. WAL mode and a busy timeout let several local worker
   processes write to it without "database is locked".
 - ``journal:///path.log``: one machine (or a shared folder with working file locks), Optuna's
-  append-only journal file, with genopt's own heartbeats (``genopt.study.heartbeat``).
+  append-only journal file, with genopt's own heartbeats (``genopt.study.storage.heartbeat``).
 - ``postgresql://user:pass@host/db`` (or ``mysql://...``): many machines. Needs the ``postgres`` extra.
 
 Every storage runs with heartbeats: a trial whose worker stops beating for the grace period is
@@ -33,8 +33,8 @@ from optuna.trial import TrialState
 
 from genopt import paths
 from genopt.errors import GenoptError
-from genopt.study import optuna_private
-from genopt.study.heartbeat import HeartbeatJournalStorage
+from genopt.study.storage import optuna_private
+from genopt.study.storage.heartbeat import HeartbeatJournalStorage
 
 # SQLite waits this long for a lock instead of failing with "database is locked".
 _SQLITE_BUSY_TIMEOUT_S = 60
@@ -114,7 +114,7 @@ class _RDBStorage(optuna_private.Heartbeat, optuna.storages.RDBStorage):
 
     - Optuna judges only trials that have beaten: a worker killed between creating its trial and the
       trial's first heartbeat left it RUNNING forever. Here such a trial is stale once it has run for
-      the grace period, as on the journal (``genopt.study.heartbeat.last_sign_of_life``). Its start is
+      the grace period, as on the journal (``genopt.study.storage.heartbeat.last_sign_of_life``). Its start is
       the worker's clock, so it is compared with this machine's.
     - SQLite ignores ``SELECT ... FOR UPDATE``, so two workers could both take one queued (WAITING)
       trial and run it twice, or both fail one stale trial and queue it twice. On SQLite each of those

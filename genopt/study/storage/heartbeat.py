@@ -28,9 +28,8 @@ from optuna.storages import JournalStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import BaseJournalBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from genopt.study import optuna_private
-
-HEARTBEAT_ATTR = "genopt:heartbeat"
+from genopt.study.record.attrs import HEARTBEAT_ATTR
+from genopt.study.storage import optuna_private
 
 
 class HeartbeatJournalStorage(JournalStorage, optuna_private.Heartbeat):

@@ -14,16 +14,13 @@ Where Optuna offers a public way, genopt takes it instead (``study.get_trials``,
 from __future__ import annotations
 
 import abc
-import dataclasses
-import json
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.artifacts import ArtifactMeta, FileSystemArtifactStore
-from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX
+from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
@@ -32,7 +29,6 @@ __all__ = [
     "Heartbeat",
     "artifact_store_folder",
     "beating_trial_ids",
-    "name_artifact",
     "rdb_dialect",
     "rdb_engine",
     "rdb_grace_period",
@@ -73,17 +69,6 @@ def set_trial_system_attr(
     study_storage(study).set_trial_system_attr(trial._trial_id, key, value)
 
 
-def name_artifact(trial: optuna.Trial, meta: ArtifactMeta) -> None:
-    """List an artifact already written to the store on ``trial``, as ``upload_artifact`` does.
-
-    genopt writes the file first and names it afterwards (Optuna names it first, so a failed write
-    left a trial listing a partial file); the name is the system attribute Optuna's
-    ``get_all_artifact_meta`` and the dashboard read.
-    """
-    key = ARTIFACTS_ATTR_PREFIX + meta.artifact_id
-    set_trial_system_attr(trial.study, trial, key, json.dumps(dataclasses.asdict(meta)))
-
-
 def artifact_store_folder(store: FileSystemArtifactStore) -> Path | None:
     """The folder of a ``FileSystemArtifactStore``, to say in a "store full" message where to free space.
 
@@ -98,7 +83,7 @@ class Heartbeat(BaseHeartbeat):
     A storage that beats inherits this, and Optuna's ``fail_stale_trials`` then fails and retries
     its stale trials. Optuna asks ``_get_stale_trial_ids``; genopt's storages answer
     ``stale_trial_ids``: the journal, which has no heartbeats of its own, and the RDB storage, which
-    also counts a trial that never beat (``genopt.study.storage``).
+    also counts a trial that never beat (``genopt.study.storage.database``).
     """
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:

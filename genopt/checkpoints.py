@@ -45,9 +45,8 @@ def _load(source: str | os.PathLike | IO[bytes], *, name: str) -> Any:
     try:
         return torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # weights_only refuses anything that would run code; pages of advice
-        raise GenoptError(
-            f"{name} holds more than tensors and plain values: refusing to unpickle it"
-        ) from None
+        refused = f"{name} holds more than tensors and plain values: refusing to unpickle it"
+        raise GenoptError(refused) from None
     except Exception as exc:  # not a torch file, or a truncated one
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GenoptError(f"{name} cannot be read safely: {reason}") from None

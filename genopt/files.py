@@ -1,14 +1,19 @@
 """Files written whole or not at all, and values made JSON-plain.
 
 Every file genopt writes that another process may read while it is written (caches, exports,
-reports) goes through ``atomic_write``: a temporary file beside the target, then a rename.
+reports) goes through ``atomic_write``: a temporary file beside the target, then a rename. What
+is costly to make and must be made once (the feature network, a fetched wheel) is made under
+``file_lock``, so processes that start together wait for the first instead of each making their own.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,20 @@ def atomic_write(path: str | Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) while the block runs; another process
+    asking for it waits. The lock goes with the process, so a killed holder never leaves it taken."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:

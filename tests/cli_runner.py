@@ -22,6 +22,13 @@ def article_spec(model: str = "gan") -> list[str]:
     return ["--spec", str(ROOT / "studies" / f"{model}-article.toml")]
 
 
+def tiny_budget(*, train_limit: int = 500, fid_samples: int = 200) -> list[str]:
+    """The command line's budget of a test trial: one epoch on ``train_limit`` training images,
+    scored on ``fid_samples`` samples, no progress bar."""
+    budget = ["--epochs", "1", "--train-limit", str(train_limit), "--fid-samples", str(fid_samples)]
+    return [*budget, "--no-progress"]
+
+
 def genopt(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """``genopt ARGS...`` in a subprocess; ``env`` adds to this process's environment."""
     return subprocess.run(

@@ -1,5 +1,5 @@
 """A PostgreSQL server of our own on 127.0.0.1, started from Debian's binaries, for a test session
-(tests/test_workers.py) or a soak (bench/chaos.py): one copy of how it is started.
+(tests/test_workers.py) or a soak (tests/soak/chaos.py): one copy of how it is started.
 
 ``postgres_server()`` yields the URL of a fresh server and stops it (and removes its files) on the
 way out; when no server can be started here it raises ``PostgresUnavailable`` with the reason.

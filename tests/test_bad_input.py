@@ -13,7 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from cli_runner import genopt, run_main
+from cli_runner import genopt, run_main, tiny_budget
 
 from genopt.cli import build_parser
 from genopt.ensemble.build import EnsembleBuild, Member
@@ -21,7 +21,7 @@ from genopt.ensemble.export import save_ensemble
 from genopt.ensemble.generator import EnsembleGenerator
 from genopt.models import Generator, GeneratorConfig
 
-TINY = ["--epochs", "1", "--train-limit", "1000", "--fid-samples", "500", "--no-progress"]
+TINY = tiny_budget(train_limit=1000, fid_samples=500)
 # A case that got past its bad input would add a trial to the study gan-mnist in {db}.
 STUDY = ["study", "--storage", "{db}", "--trials", "1", *TINY]
 

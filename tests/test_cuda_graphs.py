@@ -7,21 +7,21 @@ eager one on the same weights, batches and noise seeds, and a short graphed ``tr
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pytest
 import torch
+from tiny import tiny_config as shared_config
+from tiny import tiny_spec
 
 from genopt.models import Generator, GeneratorConfig
-from genopt.spec import StudySpec
 from genopt.step import GRAPH_WARMUP_STEPS, TrainStep, WeightAverage, graphs_unsupported
 from genopt.train import build_models, train
 
 cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
-TINY = StudySpec(
+TINY = tiny_spec(
     model="cgan",
     generator_widths=(32,),
     discriminator_widths=(32,),
@@ -34,8 +34,7 @@ TINY = StudySpec(
 
 
 def tiny_config(**changes):
-    config = TINY.run_config({"lr": 1e-3, "noise_dim": 8}, seed=1)
-    return dataclasses.replace(config, **changes)
+    return shared_config(TINY, seed=1, **changes)
 
 
 def test_graphs_are_ruled_out_with_the_reason():

@@ -18,18 +18,18 @@ from pathlib import Path
 
 import optuna
 import pytest
-from cli_runner import GENOPT, article_spec, genopt
+from cli_runner import GENOPT, article_spec, genopt, tiny_budget
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from PIL import Image
 
-from genopt import paths
 from genopt.checkpoints import load_trial_checkpoint
 from genopt.ensemble.build import load_members
 from genopt.study.artifacts.retention import kept_checkpoints
 from genopt.study.artifacts.stores import artifact_store
 from genopt.study.record.attrs import HEARTBEAT_ATTR
+from genopt.study.record.facts import study_artifact_location
 from genopt.study.storage.database import open_storage
 from genopt.study.storage.heartbeat import HeartbeatJournalStorage
 
@@ -44,7 +44,7 @@ choices = [64]
 [search.params.noise_dim]
 choices = [64]
 """
-TINY = ["--epochs", "1", "--train-limit", "500", "--fid-samples", "200", "--no-progress"]
+TINY = tiny_budget()
 FAST_HEARTBEAT = {"GENOPT_HEARTBEAT_INTERVAL": "1", "GENOPT_HEARTBEAT_GRACE": "4"}
 PAGE = 4096  # tmpfs charges whole pages
 
@@ -176,7 +176,7 @@ def test_the_ensemble_skips_a_checkpoint_removed_while_it_reads(tiny_study, tmp_
     # The shared study's checkpoints, copied into a store of this test's own, which the race empties.
     study = study_of(tiny_study.url, tiny_study.name)
     for t in study.trials:
-        shutil.copy(paths.artifacts_dir() / t.user_attrs["checkpoint"], tmp_path)
+        shutil.copy(study_artifact_location(study).folder / t.user_attrs["checkpoint"], tmp_path)
     kept = kept_checkpoints(study, artifact_store(tmp_path))
     ranked = sorted(kept, key=lambda n: (study.trials[n].value, n))
     assert len(ranked) == 4

@@ -9,6 +9,8 @@ import json
 
 import pytest
 import torch
+from tiny import tiny_config as shared_config
+from tiny import tiny_spec
 from torch import nn
 
 from genopt.data import to_model_range
@@ -27,19 +29,11 @@ from genopt.spec import (
 from genopt.step import WeightAverage, adam, train_step
 from genopt.train import build_models, train
 
-TINY = StudySpec(
-    generator_widths=(16,),
-    discriminator_widths=(16,),
-    batch_size=8,
-    max_epochs=1,
-    train_limit=64,
-    ema_decay=0.0,
-)
 NEW_FIELDS = ("ema_decay", "conditioning", "spectral_norm", "objective", "min_label_accuracy", "select_epoch")
 
 
 def tiny_config(model="cgan", **changes):
-    return dataclasses.replace(TINY, model=model, **changes).run_config({"lr": 1e-3, "noise_dim": 8}, seed=0)
+    return shared_config(tiny_spec(model=model, **changes))
 
 
 # --- spec ---------------------------------------------------------------------------------------
@@ -70,7 +64,7 @@ def test_new_fields_parse_from_toml(tmp_path):
 
 def test_new_specs_get_new_defaults_and_objective_auto_resolves():
     spec = StudySpec()
-    # the shipped defaults, chosen by bench/levers.py (docs/quality.md)
+    # the shipped defaults, chosen in docs/quality.md (its script: git show 90689b8:bench/levers.py)
     assert (spec.objective, spec.select_epoch, spec.ema_decay) == ("auto", "best", 0.999)
     assert (spec.conditioning, spec.spectral_norm, spec.min_label_accuracy) == ("concat", False, None)
     assert StudySpec(model="gan").objective_name == "fid"

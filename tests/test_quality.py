@@ -11,6 +11,7 @@ import dataclasses
 import optuna
 import pytest
 import torch
+from tiny import tiny_spec
 
 from genopt.checkpoints import load_trial_checkpoint
 from genopt.ensemble.build import load_members
@@ -23,16 +24,15 @@ from genopt.study.record.records import best_trial
 from genopt.study.search.pruners import make_pruner
 from genopt.study.search.samplers import make_sampler
 
-TINY = StudySpec(
+TINY = tiny_spec(
     model="cgan",
     max_epochs=4,
-    generator_widths=(16,),
-    discriminator_widths=(16,),
     batch_size=32,
     train_limit=256,
     fid_samples=10,
     pruner="none",
     params=(Param("lr", low=1e-3, high=2e-3, log=True),),
+    ema_decay=StudySpec().ema_decay,  # the shipped weight average
 )
 PROBE_LABELS = torch.arange(10)
 

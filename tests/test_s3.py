@@ -21,7 +21,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from cli_runner import GENOPT, ROOT, genopt, run_main
+from cli_runner import GENOPT, ROOT, genopt, run_main, tiny_budget
 from optuna.trial import TrialState
 from s3_server import free_port, s3_server
 
@@ -32,7 +32,7 @@ from genopt.study.record.attrs import CHECKPOINT_ATTR, HISTORY_ATTR, SAMPLES_ATT
 from genopt.study.record.note import reproduce_command
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-BUDGET = ["--epochs", "1", "--train-limit", "500", "--fid-samples", "200", "--no-progress"]
+BUDGET = tiny_budget()
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,9 @@ class Machine:
 def machine(root: Path, name: str, genopt_home: str, s3) -> Machine:
     """A working folder of its own, its ``GENOPT_HOME`` inside, the data and feature-net cache copied in."""
     folder = root / name
-    shutil.copytree(Path(genopt_home) / "cache", folder / "home" / "cache")
+    # not the files another test process is writing (a temporary file, a lock): they come and go
+    skip = shutil.ignore_patterns(".*.tmp", "*.lock")
+    shutil.copytree(Path(genopt_home) / "cache", folder / "home" / "cache", ignore=skip)
     return Machine(folder, s3.env | {"GENOPT_HOME": str(folder / "home")})
 
 

@@ -1,7 +1,8 @@
 """The article's other strategies, done right: warm starts, augmentation that suits GANs, a DCGAN.
 
 Budgets are tiny (a few hundred training images, one epoch, 100-image FIDs): these tests check
-that each strategy works and is wired where it belongs, not how much it helps (bench/strategies.py).
+that each strategy works and is wired where it belongs, not how much it helps (docs/strategies.md,
+measured by the retired script `git show d34e495:bench/strategies.py`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from cli_runner import genopt, run_main
+from cli_runner import genopt, run_main, tiny_budget
 from mnist_subsets import write_class_subset
+from tiny import tiny_spec
 
 from genopt.augment import augmentations, diffaugment, flip_rotate
 from genopt.checkpoints import save_trial_checkpoint
@@ -35,12 +37,12 @@ from genopt.warmstart import WarmStart, describe, warm_start
 OLD_CHECKPOINT = (
     Path(__file__).parent / "data" / "old_cgan_study" / "artifacts" / "1ceafdd3-0c5b-4cde-a15b-34137aa0e97f"
 )
-TINY = StudySpec(
+TINY = tiny_spec(
     model="cgan", generator_widths=(32,), discriminator_widths=(32,), noise_dim=16, batch_size=32,
-    max_epochs=1, train_limit=300, ema_decay=0.0,
+    train_limit=300,
 )  # fmt: skip
 DCGAN = dataclasses.replace(TINY, kind="dcgan", generator_channels=(8, 4), discriminator_channels=(4, 8))
-BUDGET = ["--epochs", "1", "--train-limit", "300", "--fid-samples", "100", "--no-progress"]
+BUDGET = tiny_budget(train_limit=300, fid_samples=100)
 
 
 # -- augmentation -------------------------------------------------------------------------------

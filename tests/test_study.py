@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 
 from genopt.checkpoints import TRIAL_FORMAT
 from genopt.study.artifacts.stores import artifact_store
+from genopt.study.record.facts import study_artifact_store
 
 QUICK = ["--trials", "2", "--epochs", "1", "--train-limit", "2000", "--fid-samples", "1000", "--no-progress"]
 # For what does not depend on how well a trial learns.
@@ -20,12 +21,12 @@ def trials_of(url: str, name: str) -> list:
     return optuna.load_study(study_name=name, storage=url).trials
 
 
-def check_trial_checkpoint(trial, objective: str, num_classes: int) -> None:
+def check_trial_checkpoint(trial, objective: str, num_classes: int, store=None) -> None:
     """A complete trial's value is its objective at its chosen epoch; its kept checkpoint is that epoch's."""
     assert trial.state == TrialState.COMPLETE and 0 < trial.value < float("inf")
     for key in ("seed", "epochs", "wall_seconds", "images_per_second", "checkpoint"):
         assert key in trial.user_attrs
-    with artifact_store().open_reader(trial.user_attrs["checkpoint"]) as f:
+    with (store or artifact_store()).open_reader(trial.user_attrs["checkpoint"]) as f:
         checkpoint = torch.load(f, weights_only=True)
     assert checkpoint["format"] == TRIAL_FORMAT
     assert checkpoint["scores"][objective] == trial.value == trial.user_attrs[objective]
@@ -62,8 +63,9 @@ def test_a_cgan_study_scores_each_trial_by_intra_fid_at_its_best_epoch(tiny_stud
     trials = trials_of(tiny_study.url, tiny_study.name)
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 4
+    store = study_artifact_store(optuna.load_study(study_name=tiny_study.name, storage=tiny_study.url))
     for t in trials:
-        check_trial_checkpoint(t, "intra_fid", num_classes=10)  # "auto": intra-FID for a cgan
+        check_trial_checkpoint(t, "intra_fid", num_classes=10, store=store)  # "auto": intra-FID for a cgan
 
 
 @pytest.mark.slow

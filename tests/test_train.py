@@ -6,24 +6,17 @@ import dataclasses
 
 import pytest
 import torch
+from tiny import tiny_config as shared_config
+from tiny import tiny_spec
 
-from genopt.spec import StudySpec
 from genopt.train import build_models, train
 
 # ema_decay 0: these tests follow the trained generator itself (EMA has tests of its own).
-TINY = StudySpec(
-    generator_widths=(16,),
-    discriminator_widths=(16,),
-    max_epochs=2,
-    train_limit=256,
-    batch_size=32,
-    ema_decay=0.0,
-)
+TINY = tiny_spec(max_epochs=2, train_limit=256, batch_size=32)
 
 
 def tiny_config(model="gan", **changes):
-    config = dataclasses.replace(TINY, model=model).run_config({"lr": 1e-3, "noise_dim": 8}, seed=1)
-    return dataclasses.replace(config, **changes)
+    return shared_config(dataclasses.replace(TINY, model=model), **({"seed": 1} | changes))
 
 
 def weights(result):

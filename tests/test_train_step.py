@@ -15,6 +15,7 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny import tiny_config, tiny_spec
 
 from genopt.data import to_model_range
 from genopt.errors import GenoptError
@@ -23,9 +24,7 @@ from genopt.step import adam, train_step
 from genopt.train import build_models, train
 
 ATOL = 1e-6
-TINY = StudySpec(
-    generator_widths=(16,), discriminator_widths=(16,), batch_size=8, max_epochs=1, train_limit=64
-)
+TINY = tiny_spec(ema_decay=StudySpec().ema_decay)  # the shipped weight average
 
 
 def reference_step(G, D, opt_G, opt_D, real, labels, z):
@@ -88,7 +87,7 @@ def test_optimised_step_matches_the_plain_reference_step_in_fp32(model, conditio
 
 
 def test_bf16_training_runs_and_keeps_fp32_weights(mnist):
-    config = TINY.run_config({"lr": 1e-3, "noise_dim": 8}, seed=0)
+    config = tiny_config(TINY)
     fp32 = train(config, mnist)
     bf16 = train(dataclasses.replace(config, precision="bf16"), mnist)
     assert not bf16.diverged and all(p.dtype == torch.float32 for p in bf16.generator.parameters())

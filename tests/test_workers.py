@@ -10,14 +10,14 @@ import time
 import optuna
 import pytest
 import torch
-from cli_runner import GENOPT, article_spec, genopt
+from cli_runner import GENOPT, article_spec, genopt, tiny_budget
 from optuna.trial import TrialState
 
 from genopt.study.artifacts.stores import artifact_store
 from genopt.study.storage.database import open_storage
 from genopt.study.workers import shares
 
-TINY = [*article_spec(), "--epochs", "1", "--train-limit", "500", "--fid-samples", "200", "--no-progress"]
+TINY = [*article_spec(), *tiny_budget()]
 # Short heartbeats, so a killed worker's trial is found stale within seconds.
 FAST_HEARTBEAT = {"GENOPT_HEARTBEAT_INTERVAL": "1", "GENOPT_HEARTBEAT_GRACE": "4"}
 

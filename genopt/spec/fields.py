@@ -157,9 +157,9 @@ FIELDS: tuple[Field, ...] = (
     Field("beta2", "training", float, 0.999, searchable=True, run=True, range=DECAY, toml="betas"),
     Field("train_limit", "training", int, None, run=True, range=AT_LEAST_1, optional=True),
     # bf16 on a CPU with native bf16, else fp32: no worse by FID, intra-FID or label accuracy over
-    # 5 seeds, faster (docs/benchmarks.md, bench/precision_quality.py).
+    # 5 seeds, faster (docs/benchmarks.md; its script: git show 628adbb:bench/precision_quality.py).
     Field("precision", "training", str, "auto", article="fp32", run=True, choices=PRECISIONS),
-    # Generator weight averaging (0 is off): measured in docs/quality.md (bench/levers.py).
+    # Generator weight averaging (0 is off): measured in docs/quality.md (git show 90689b8:bench/levers.py).
     Field("ema_decay", "training", float, 0.999, article=0.0, searchable=True, run=True, range=DECAY),
     # Augmentation (genopt.augment): each image is transformed with augment_probability. Like kind
     # below, the default is what specs stored before the field ran with (docs/strategies.md).

@@ -73,12 +73,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))  # the PostgreSQL server of the tests, one copy of its start
 
+from cli_runner import tiny_budget  # noqa: E402
 from pg_server import PostgresUnavailable, postgres_server  # noqa: E402
 from s3_server import s3_server  # noqa: E402
 
 GENOPT = str(Path(sys.executable).parent / "genopt")
 STUDY = "chaos"
-TINY = ["--epochs", "1", "--train-limit", "1000", "--fid-samples", "500", "--no-progress"]
+TINY = tiny_budget(train_limit=1000, fid_samples=500)
 # Heartbeat interval and grace period in seconds (genopt's own are 5 and 15): a soak, and --quick.
 BEATS, QUICK_BEATS = (2, 10), (1, 6)
 # The clean one-line refusals a reader may meet while the study is young or retention races it.

@@ -110,7 +110,7 @@ def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
 
 class _RDBStorage(optuna_private.Heartbeat, optuna.storages.RDBStorage):
     """Optuna's RDB storage with two gaps closed that workers SIGKILLed at random moments found
-    (bench/chaos.py, docs/reliability.md).
+    (tests/soak/chaos.py, docs/reliability.md).
 
     - Optuna judges only trials that have beaten: a worker killed between creating its trial and the
       trial's first heartbeat left it RUNNING forever. Here such a trial is stale once it has run for

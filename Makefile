@@ -65,10 +65,11 @@ format: $(BIN)/genopt
 	$(BIN)/ruff format genopt tests bench
 	$(BIN)/ruff check --fix genopt tests bench
 
-# Every test; `make test-fast` leaves out those marked slow (studies, trials and console-script
-# subprocesses), for the edit loop.
+# Every test, spread over the cores by pytest-xdist (each worker gets its share of torch's threads);
+# `make test-fast` leaves out those marked slow (studies, trials and console-script subprocesses),
+# for the edit loop.
 test: lint
-	$(BIN)/python -m pytest --durations=15
+	$(BIN)/python -m pytest -n auto --durations=15
 
 test-fast: $(BIN)/genopt
 	$(BIN)/python -m pytest -m "not slow"

@@ -92,7 +92,8 @@ def run_study(
             the spec's stopping rule says the study has converged, or it holds the rule's cap
             (``genopt.study.search.stopping``).
         study_name: the study to create or resume.
-        storage_url: an Optuna storage URL (see ``genopt.study.storage.database.open_storage``); default ``sqlite:///storage/genopt.db``.
+        storage_url: an Optuna storage URL (see ``genopt.study.storage.database.open_storage``);
+            default ``sqlite:///storage/genopt.db``.
         data_dir: a folder of IDX files, or of images (``genopt.data.folder``), to use instead of
             the named dataset's sources; the spec's ``image_size`` and ``channels`` say how images are read.
         strict: refuse an image folder holding a file that does not decode, instead of skipping it.

@@ -40,8 +40,8 @@ import optuna
 
 from bench import harness
 from genopt.metrics import FidEvaluator
-from genopt.study.record.attrs import FEATURE_ACCURACY_ATTR
 from genopt.study.record.facts import study_dataset, study_feature_version
+from genopt.study.record.records import StudyRecord, TrialRecord
 
 SHIPPED = harness.ROOT / "studies" / "cgan.toml"
 CANDIDATES = {
@@ -97,7 +97,7 @@ def bar(study: optuna.Study) -> tuple[float, float]:
     """The quality bar of a study's feature network: (least label accuracy, most intra-FID)."""
     dataset = study_dataset(study)
     evaluator = FidEvaluator(dataset, device="cpu", feature_version=study_feature_version(study))
-    accuracy = study.user_attrs[FEATURE_ACCURACY_ATTR]
+    accuracy = StudyRecord.of(study).feature_accuracy
     return accuracy - LABEL_ACCURACY_MARGIN, INTRA_FID_FACTOR * evaluator.intra_floor()
 
 
@@ -113,12 +113,13 @@ def points(
     )
     out, best = [], None
     for t in done:
-        scored = t.state == optuna.trial.TrialState.COMPLETE and "label_accuracy" in t.user_attrs
+        scored = t.state == optuna.trial.TrialState.COMPLETE and "label_accuracy" in TrialRecord.of(t).scores
         if scored and (best is None or sign * t.value < sign * best.value):
             best = t
         if best is None:
             continue
-        accuracy, intra = best.user_attrs["label_accuracy"], best.user_attrs["intra_fid"]
+        scores = TrialRecord.of(best).scores
+        accuracy, intra = scores["label_accuracy"], scores["intra_fid"]
         minutes = (t.datetime_complete - launched).total_seconds() / 60
         met = accuracy >= least_accuracy and intra <= most_intra
         out.append(Point(minutes, t.number, best.number, accuracy, intra, met))

@@ -14,8 +14,8 @@ from genopt.study.record.attrs import ATTRIBUTES, attribute, history_attr
 from genopt.study.record.records import StudyRecord, TrialRecord, best_trial
 from genopt.study.storage.database import open_storage
 
-GENOPT = Path(__file__).resolve().parents[1] / "genopt"
-TABLE = GENOPT / "study" / "record" / "attrs.py"
+ROOT = Path(__file__).resolve().parents[1]
+TABLE = ROOT / "genopt" / "study" / "record" / "attrs.py"
 
 # An attribute read or written with its key spelled as a string, not through the table.
 _SPELLED = re.compile(
@@ -69,10 +69,10 @@ def test_every_score_has_its_two_trial_attributes():
     assert len({(a.on, a.key) for a in ATTRIBUTES.values()}) == len(ATTRIBUTES)
 
 
-def test_no_module_spells_an_attribute_key():
+def test_no_module_of_genopt_or_bench_spells_an_attribute_key():
     spelled = [
-        f"{path.relative_to(GENOPT.parent)}:{n}: {line.strip()}"
-        for path in sorted(GENOPT.rglob("*.py"))
+        f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+        for path in sorted([*(ROOT / "genopt").rglob("*.py"), *(ROOT / "bench").rglob("*.py")])
         if path != TABLE
         for n, line in enumerate(path.read_text().splitlines(), start=1)
         if _SPELLED.search(line)

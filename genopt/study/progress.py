@@ -65,11 +65,12 @@ def study_summary(study: optuna.Study, *, fid_floor: float, feature_accuracy: fl
     lines = [f"study {study.study_name}: {len(states)} trials ({counts})"]
     best = best_trial(study)
     if best is not None:
+        best_record = TrialRecord.of(best)
         lines += [
             f"  {'best trial':<22}{best.number}",
             f"  {'parameters':<22}{format_params(best.params)}",
-            f"  {'validation':<22}{format_scores(TrialRecord.of(best).shown_scores)}",
-            f"  {'epochs':<22}{_epochs(best)}",
+            f"  {'validation':<22}{format_scores(best_record.shown_scores)}",
+            f"  {'epochs':<22}{_epochs(best_record)}",
         ]
     else:
         lines.append("  no trial completed yet")
@@ -87,8 +88,7 @@ def study_summary(study: optuna.Study, *, fid_floor: float, feature_accuracy: fl
     return "\n".join(lines)
 
 
-def _epochs(trial: FrozenTrial) -> str:
-    record = TrialRecord.of(trial)
+def _epochs(record: TrialRecord) -> str:
     if record.best_epoch is None:
         return str(record.epochs)
     return f"{record.epochs} (scored at epoch {record.best_epoch})"

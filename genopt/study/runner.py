@@ -175,6 +175,7 @@ def run_study(
         study.set_user_attr(A.FEATURE_VERSION_ATTR, version)
         if init is not None:
             study.set_user_attr(A.INIT_ATTR, init.record() | store_init(init, store))
+    name_metric(study, spec)
     if not optuna_dashboard.get_note(study):
         optuna_dashboard.save_note(study, study_note(study_name, study.user_attrs, command))
     for params in enqueue:
@@ -183,7 +184,6 @@ def run_study(
     if workers == 1:
         _run_here(study, spec, dataset, evaluator, store, init, trials=trials, progress=progress)
     elif trial_budget(study, spec, trials)[0]:  # 0: an auto study that has converged
-        name_metric(study, spec)
         spawn_local_workers(
             workers,
             study_name=study_name,
@@ -223,6 +223,7 @@ def run_worker(
     check_resumable(study, spec, dataset.sha256)
     init = _warm_start(study, None, study_name=study_name, store=store, spec=spec, dataset=dataset)
     evaluator = FidEvaluator(dataset, device=default_device(), feature_version=study_feature_version(study))
+    name_metric(study, spec)
     study.sampler = make_sampler(spec, n_existing=len(study.trials), worker=worker, distinct=True)
     study.pruner = make_pruner(spec)
     _run_here(study, spec, dataset, evaluator, store, init, trials=trials, progress=progress)
@@ -257,7 +258,6 @@ def _run_here(
     progress: bool | None,
 ) -> None:
     """Run this process's trials of ``study``: ``trials`` of them, or what ``auto`` leaves."""
-    name_metric(study, spec)
     budget, rule = trial_budget(study, spec, trials)  # 0: an auto study that has converged
     if budget:
         objective = Objective(spec, dataset, evaluator, store, evaluator.device, init=init)

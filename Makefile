@@ -20,6 +20,9 @@ SEED ?=
 # Where trials keep checkpoints, grids and histories: empty is storage/artifacts; a folder, or
 # s3://BUCKET/PREFIX with AWS_ENDPOINT_URL and the credentials in the environment (docs/distributed.md).
 ARTIFACT_STORE ?=
+# A wall-clock budget: 90s, 30m, 2h or 1h30m (empty: none). No trial starts after it, and the running
+# trial stops there keeping its best epoch so far; with TRIALS, whichever comes first ends the study.
+BUDGET ?=
 # Worker processes on this machine sharing TRIALS (each gets its share of the CPU threads).
 WORKERS ?= 1
 # Local workers placed on each GPU in turn, the rest on the CPU; empty: they share every GPU round-robin.
@@ -35,6 +38,7 @@ ARGS ?=
 STUDY_ARGS := --model $(MODEL) $(if $(DATA_DIR),--data-dir $(DATA_DIR),--dataset $(DATASET)) \
 	$(if $(IMAGE_SIZE),--image-size $(IMAGE_SIZE)) --trials $(TRIALS) --storage $(STORAGE) \
 	--study $(STUDY) --spec $(SPEC) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(SEED),--seed $(SEED)) \
+	$(if $(BUDGET),--timeout $(BUDGET)) \
 	--workers $(WORKERS) $(if $(WORKERS_PER_GPU),--workers-per-gpu $(WORKERS_PER_GPU)) \
 	$(if $(ARTIFACT_STORE),--artifact-store $(ARTIFACT_STORE)) $(ARGS)
 

@@ -40,7 +40,8 @@ import optuna
 
 from bench import harness
 from genopt.metrics import FidEvaluator
-from genopt.study.record.facts import study_dataset, study_feature_version
+from genopt.study.artifacts.feature_net import study_network
+from genopt.study.record.facts import study_artifact_location, study_dataset
 from genopt.study.record.records import StudyRecord, TrialRecord
 
 SHIPPED = harness.ROOT / "studies" / "cgan.toml"
@@ -96,7 +97,8 @@ def spec_file(candidate: str, folder: Path) -> Path:
 def bar(study: optuna.Study) -> tuple[float, float]:
     """The quality bar of a study's feature network: (least label accuracy, most intra-FID)."""
     dataset = study_dataset(study)
-    evaluator = FidEvaluator(dataset, device="cpu", feature_version=study_feature_version(study))
+    net = study_network(study, dataset, study_artifact_location(study), device="cpu")
+    evaluator = FidEvaluator(dataset, device="cpu", feature_net=net)
     accuracy = StudyRecord.of(study).feature_accuracy
     return accuracy - LABEL_ACCURACY_MARGIN, INTRA_FID_FACTOR * evaluator.intra_floor()
 

@@ -2,6 +2,8 @@
 
 The budget unit is the epoch. After every epoch ``on_epoch`` sees the generator and the epoch's
 figures and may stop training: that is how the study prunes, without this module knowing Optuna.
+Before every step ``stop`` may stop it too, mid-epoch: that is how a time budget or a signal lands
+within one step (``genopt.study.stop``).
 
 With ``ema_decay > 0`` the generator that ``on_epoch`` sees and ``TrainResult.generator`` holds is
 an exponential moving average of the trained generator's weights (Yazici et al. 2019, "The Unusual
@@ -65,6 +67,8 @@ class TrainResult:
     fresh_layers: list[str] | None = None
     # Whether full batches ran as a replayed CUDA graph (``train``'s ``graphs``).
     graphed: bool = False
+    # Whether ``train``'s ``stop`` ended the run between two steps (its last epoch unfinished).
+    stopped: bool = False
 
     def __post_init__(self) -> None:
         if self.raw_generator is None:
@@ -121,6 +125,7 @@ def train(
     device: torch.device | None = None,
     init: WarmStart | None = None,
     graphs: bool | None = None,
+    stop: Callable[[], str | None] | None = None,
 ) -> TrainResult:
     """Train a generator as ``config`` says; same seed, same result on the CPU.
 
@@ -136,6 +141,9 @@ def train(
         graphs: replay the step over full batches from a CUDA graph (``TrainStep``); None, the
             default, does when ``graphs_unsupported`` finds no reason not to; True on a run it
             finds one for raises ValueError; False runs every step eagerly.
+        stop: asked before every step; a non-empty string it returns stops training there, the
+            epoch unfinished and not shown to ``on_epoch``, and becomes ``stop_reason`` (with
+            "during epoch N" added) with ``stopped`` set.
 
     Returns:
         The trained generator (the weight average when on, see ``TrainResult``), the trained
@@ -184,7 +192,13 @@ def train(
         steps.reset_totals()
         order = torch.randperm(n, generator=order_rng).to(device)
         for first in range(0, n, config.batch_size):
+            reason = stop() if stop is not None else None
+            if reason:
+                result.stop_reason, result.stopped = f"{reason} during epoch {epoch}", True
+                break
             steps.run(order[first : first + config.batch_size])
+        if result.stopped:
+            break
 
         # waits for a GPU to finish the epoch
         d_mean, g_mean = steps.d_total.item() / n, steps.g_total.item() / n

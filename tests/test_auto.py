@@ -66,7 +66,7 @@ def test_a_tiny_auto_study_stops_says_why_and_adds_nothing_once_converged(tmp_pa
     assert 3 <= ran <= 5, first.stdout  # the patience needs 3 scored trials; the cap is 5
     reason = study.user_attrs[STOPPED_ATTR]
     assert reason.startswith(("converged: the best fid", "stopped at the cap of 5 trials")), reason
-    assert f"stopped (auto)        {reason}" in first.stdout, first.stdout
+    assert f"stopped               {reason.removeprefix('stopped ')}" in first.stdout, first.stdout
     assert f"### Stopped\n\n{reason}." in optuna_dashboard.get_note(study)
 
     again = genopt("study", *args)

@@ -46,6 +46,16 @@ CASES = {
     "study: negative trials": ([*STUDY, "--trials", "-3"], "must be at least 1"),
     "study: non-integer trials": ([*STUDY, "--trials", "2.5"], "'2.5' is not an integer"),
     "study: zero workers": ([*STUDY, "--workers", "0"], "--workers: '0' must be at least 1"),
+    "study: negative timeout": (
+        [*STUDY, "--timeout=-5m"],
+        "--timeout: '-5m' is not a duration: use e.g. 90s",
+    ),
+    "study: timeout not a duration": ([*STUDY, "--timeout", "abc"], "--timeout: 'abc' is not a duration"),
+    "study: zero timeout": ([*STUDY, "--timeout", "0"], "--timeout: '0' must be longer than zero"),
+    "study: timeout without a unit": (
+        [*STUDY, "--timeout", "30"],
+        "--timeout: '30' needs a unit: 30s, 30m or 30h",
+    ),
     "study: zero workers per GPU": (
         [*STUDY, "--workers", "2", "--workers-per-gpu", "0"],
         "--workers-per-gpu: '0' must be at least 1",
@@ -87,6 +97,10 @@ CASES = {
         ["worker", "--storage", "{db}", "--study", "gan-mnist", "--trials", "x"],
         "'x' is not an integer",
     ),
+    "worker: zero timeout": (
+        ["worker", "--storage", "{db}", "--study", "gan-mnist", "--trials", "1", "--timeout", "0m"],
+        "--timeout: '0m' must be longer than zero",
+    ),
     "worker: unknown storage scheme": (
         ["worker", "--storage", "redis://x", "--study", "gan-mnist", "--trials", "1"],
         "cannot open storage redis://x",
@@ -117,7 +131,7 @@ CASES = {
 }
 # These also run as the real console script: one the parser refuses, one found after torch, Optuna
 # and the data have loaded.
-CONSOLE_SCRIPT_CASES = ["study: non-integer trials", "study: corrupt IDX file"]
+CONSOLE_SCRIPT_CASES = ["study: non-integer trials", "study: corrupt IDX file", "study: negative timeout"]
 
 FILES = {
     "bad.toml": "[training\nmax_epochs = 1\n",

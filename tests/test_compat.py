@@ -44,6 +44,9 @@ def test_an_old_study_resumes_with_its_stored_spec_and_ensembles(old):
     assert trials[2].value == trials[2].user_attrs["fid"] == trials[2].user_attrs["fid_history"][-1]
     assert trials[2].user_attrs["feature_net_version"] == 1
     assert optuna.load_study(study_name="old-cgan", storage=old["db"]).metric_names == ["FID"]
+    # It stores no network (it was made before networks were stored), and says so once.
+    assert worker.stderr.count("predates stored feature networks") == 1, worker.stderr
+    assert "feature_net_sha256" not in optuna.load_study(study_name="old-cgan", storage=old["db"]).user_attrs
 
     out = Path(old["dir"]) / "new.pt"
     ensemble = genopt(
@@ -53,6 +56,7 @@ def test_an_old_study_resumes_with_its_stored_spec_and_ensembles(old):
     assert ensemble.returncode == 0, ensemble.stderr
     assert "top 2 trials by validation FID" in ensemble.stdout  # retention kept 2 (keep_checkpoints = 2)
     assert read_description(out).objective == "fid"
+    assert ensemble.stderr.count("predates stored feature networks") == 1, ensemble.stderr
 
 
 def test_resuming_an_old_study_with_todays_defaults_is_refused_naming_the_fields(old, capfd):

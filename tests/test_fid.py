@@ -15,7 +15,8 @@ from torch.nn import functional as F
 
 from genopt.data import Dataset, Split, to_model_range
 from genopt.metrics import FidEvaluator, feature_cache_key, frechet_distance
-from genopt.metrics.features import FEATURE_VERSION, RECIPE, RECIPES, feature_network, train_feature_net
+from genopt.metrics.features import FEATURE_VERSION, RECIPE, RECIPES, train_feature_net
+from genopt.metrics.networks import feature_network
 
 N = 2000
 REPO = Path(__file__).resolve().parents[1]

@@ -25,10 +25,17 @@ from cli_runner import GENOPT, ROOT, genopt, run_main, tiny_budget
 from optuna.trial import TrialState
 from s3_server import free_port, s3_server
 
+from genopt.study.artifacts.feature_net import artifact_id
 from genopt.study.artifacts.stores import ArtifactLocation, artifact_store
 from genopt.study.artifacts.upload import upload
 from genopt.study.optimize import optimize
-from genopt.study.record.attrs import CHECKPOINT_ATTR, HISTORY_ATTR, SAMPLES_ATTR
+from genopt.study.record.attrs import (
+    CHECKPOINT_ATTR,
+    FEATURE_SHA256_ATTR,
+    HISTORY_ATTR,
+    SAMPLES_ATTR,
+    TRIAL_FEATURE_SHA256_ATTR,
+)
 from genopt.study.record.note import reproduce_command
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -48,10 +55,11 @@ class Machine:
 
 
 def machine(root: Path, name: str, genopt_home: str, s3) -> Machine:
-    """A working folder of its own, its ``GENOPT_HOME`` inside, the data and feature-net cache copied in."""
+    """A working folder of its own, its ``GENOPT_HOME`` inside, the data cache copied in: no feature
+    network and no reference statistics, so each scores with the study's own network."""
     folder = root / name
     # not the files another test process is writing (a temporary file, a lock): they come and go
-    skip = shutil.ignore_patterns(".*.tmp", "*.lock")
+    skip = shutil.ignore_patterns(".*.tmp", "*.lock", "features", "fid")
     shutil.copytree(Path(genopt_home) / "cache", folder / "home" / "cache", ignore=skip)
     return Machine(folder, s3.env | {"GENOPT_HOME": str(folder / "home")})
 
@@ -106,19 +114,26 @@ def test_two_machines_share_one_study_through_postgresql_and_s3_alone(
 
     # Every grid and history is in the bucket; retention left exactly keep_checkpoints = 4 checkpoints,
     # the 4 best trials'; nothing else is there.
+    # Beside them, the study's feature network, which scored every trial of both machines.
     ids = {key.removeprefix("two-machines/") for key in s3.keys("two-machines/")}
     files = {t.user_attrs[attr] for t in trials for attr in (SAMPLES_ATTR, HISTORY_ATTR)}
     checkpoints = {t.user_attrs[CHECKPOINT_ATTR] for t in trials} & ids
     best4 = sorted(trials, key=lambda t: (t.value, t.number))[:4]
     assert checkpoints == {t.user_attrs[CHECKPOINT_ATTR] for t in best4}
-    assert ids == files | checkpoints
+    sha = loaded.user_attrs[FEATURE_SHA256_ATTR]
+    assert ids == files | checkpoints | {artifact_id(sha)}
+    assert {t.user_attrs[TRIAL_FEATURE_SHA256_ATTR] for t in trials} == {sha}
+    for out in (made.stdout, *(out for out, _ in outputs)):
+        assert re.findall(r"^feature network sha256 (\w+):", out, flags=re.M) == [sha]
 
     # A third machine exports the ensemble from members both machines trained, samples and reports.
     export = c.folder / "shared.pt"
     ensemble = genopt("ensemble", *study, "--top-k", "4", "--mode", "mean", "--out", str(export),
                       cwd=c.folder, env=c.env)  # fmt: skip
     assert ensemble.returncode == 0, ensemble.stderr
-    members = {m["trial_number"] for m in json.loads(export.with_suffix(".json").read_text())["members"]}
+    described = json.loads(export.with_suffix(".json").read_text())
+    assert described["feature_net_sha256"] == sha
+    members = {m["trial_number"] for m in described["members"]}
     assert members == {t.number for t in best4}
     assert members & ran_a and members & ran_b
     grid = c.folder / "grid.png"

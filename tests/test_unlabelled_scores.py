@@ -11,13 +11,12 @@ import pytest
 import torch
 
 from genopt.data import Dataset, Split, to_model_range
-from genopt.metrics import FidEvaluator, Scores
-from genopt.metrics import features as features_module
+from genopt.metrics import FidEvaluator, Scores, networks
 from genopt.metrics.features import (
     RECIPE,
     RECIPES,
     ROTATIONS,
-    _build,
+    build_feature_net,
     feature_cache_key,
     rotated,
     train_feature_net,
@@ -34,7 +33,8 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("GENOPT_HOME", str(tmp_path))
     monkeypatch.setitem(RECIPES, TINY_VERSION, TINY)
     # Nets trained here must not leak into other tests through the in-process cache.
-    monkeypatch.setattr(features_module, "_MEMORY", {})
+    monkeypatch.setattr(networks, "_MEMORY", {})
+    monkeypatch.setattr(networks, "_FILES", {})
     return tmp_path
 
 
@@ -119,17 +119,17 @@ def test_labelled_cache_keys_are_unchanged_and_unlabelled_ones_name_the_task():
 @pytest.mark.parametrize("size", [32, 64])
 def test_colour_data_get_a_head_per_class_or_per_rotation(size):
     labelled = scene_dataset(size, labelled=True, n_train=8, n_eval=4)
-    net = _build(labelled, RECIPE)
+    net = build_feature_net(labelled, RECIPE)
     assert (net.task, net.head.out_features) == ("classes", 3)
     assert net.conv1.in_channels == 3
     assert net.fc.in_features == 64 * (size // 4) ** 2
     assert net(to_model_range(labelled.train.images)).shape == (8, net.num_features)
     unlabelled = dataclasses.replace(labelled, labelled=False, num_classes=1)
-    net = _build(unlabelled, RECIPE)
+    net = build_feature_net(unlabelled, RECIPE)
     assert (net.task, net.head.out_features) == ("rotation", ROTATIONS)
 
 
-def test_rotation_net_learns_the_pretext_task_and_unlabelled_data_score_fid_only():
+def test_rotation_net_learns_the_pretext_task_and_unlabelled_data_score_fid_only(home):
     dataset = scene_dataset(32, labelled=False)
     started = time.perf_counter()
     net = train_feature_net(dataset, recipe=TINY, device="cpu")
@@ -144,7 +144,9 @@ def test_rotation_net_learns_the_pretext_task_and_unlabelled_data_score_fid_only
     assert evaluator.feature_net.task == "rotation"
     assert evaluator.feature_net.head.out_features == ROTATIONS
     assert evaluator.validation_accuracy == pytest.approx(net.validation_accuracy)
-    assert evaluator.feature_net.cache_key == feature_cache_key(dataset, TINY)
+    # trained here once, cached under the recipe's key; its statistics are named by its sha256
+    assert (home / "cache" / "features" / f"{feature_cache_key(dataset, TINY)}.pt").is_file()
+    assert evaluator.feature_net.cache_key.endswith(evaluator.feature_net.sha256[:16])
 
     real = to_model_range(dataset.test.images)
     noise = torch.rand(real.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1

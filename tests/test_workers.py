@@ -1,4 +1,4 @@
-"""Many workers, one study: local processes on SQLite, a real PostgreSQL server, SIGKILL and Ctrl-C."""
+"""Many workers, one study: local processes on SQLite, a real PostgreSQL server, SIGKILL and SIGTERM."""
 
 from __future__ import annotations
 
@@ -117,30 +117,34 @@ def test_a_worker_killed_mid_trial_is_retried_and_no_finished_trial_is_lost(tmp_
 
 
 @pytest.mark.slow
-def test_ctrl_c_ends_the_running_trial_as_failed_and_exits_130(tmp_path):
-    url = f"sqlite:///{tmp_path / 'interrupt.db'}"
-    # Trial 1 waits at the pause hook until Ctrl-C: the signal lands inside a trial on any machine.
+def test_sigterm_stops_the_console_script_which_keeps_the_running_trial_and_exits_75(tmp_path):
+    url = f"sqlite:///{tmp_path / 'sigterm.db'}"
+    # Trial 1 waits after its first epoch until the signal: a scheduler's stop mid-trial on any machine.
     pause = tmp_path / "pause"
-    paused = {"GENOPT_TEST_PAUSE_TRIAL": "1", "GENOPT_TEST_PAUSE_FILE": str(pause)}
-    command = [GENOPT, "study", "--storage", url, "--trials", "3", *TINY]
+    paused = {
+        "GENOPT_TEST_PAUSE_TRIAL": "1",
+        "GENOPT_TEST_PAUSE_EPOCH": "1",
+        "GENOPT_TEST_PAUSE_FILE": str(pause),
+    }
+    command = [GENOPT, "study", "--storage", url, "--trials", "3", *TINY, "--epochs", "2"]
     process = subprocess.Popen(
-        command,
-        env=os.environ | paused,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        # A suite started in the background (`&`, nohup) inherits SIGINT ignored, and Python then
-        # never raises KeyboardInterrupt: give the child the default disposition a terminal gives.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        command, env=os.environ | paused, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         wait_for(pause.exists, timeout=300)
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=120)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
     finally:
         process.kill()  # a no-op once it has exited; never leave a study running behind a failure
-    assert process.returncode == 130, stderr
-    assert "interrupted" in stderr.strip().splitlines()[-1]
-    *finished, last = trials_of(url)
-    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in finished)
-    assert last.state == TrialState.FAIL and last.user_attrs["reason"] == "interrupted"
+    assert process.returncode == 75, stderr
+    assert "Traceback" not in stdout + stderr
+    assert [line for line in stderr.splitlines() if not line.startswith("[I ")] == [
+        "genopt study: stopped by SIGTERM: trial 1 kept its best epoch so far (1); "
+        "no trial started after it; rerun the same command to continue"
+    ]
+    first, kept = trials_of(url)  # no trial started after the signal
+    assert first.state == TrialState.COMPLETE
+    assert kept.state == TrialState.COMPLETE and kept.user_attrs["best_epoch"] == 1
+    assert kept.user_attrs["stop_reason"] == "stopped by SIGTERM during epoch 2"
+    with artifact_store().open_reader(kept.user_attrs["checkpoint"]) as f:
+        assert torch.load(f, weights_only=True)["epoch"] == 1

@@ -1,7 +1,16 @@
 """The ``genopt`` command: one small module per subcommand, each a parser plus one library call.
 
-Errors a user can cause end as one line on stderr and exit status 2; Ctrl-C ends as one line and
-exit status 130; nothing else is caught.
+Exit statuses, each end but the first saying itself in one line on stderr, never a traceback:
+
+- 0: the run is done: it ran its trials, ``--trials auto`` found the study converged, or its
+  ``--timeout`` budget ran out (the trial running then kept its best epoch so far).
+- 2: an error a user can cause (bad input, a full artifact store); nothing half-written.
+- 75: stopped as asked by a first Ctrl-C (SIGINT) or SIGTERM: the running trial kept its best epoch
+  so far; rerun the same command to continue (``genopt.study.stop.EXIT_STOPPED``, sysexits.h's
+  EX_TEMPFAIL, which a scheduler can be told means "rerun me").
+- 130: aborted: a second Ctrl-C or SIGTERM, or Ctrl-C before trials run; the running trial is FAIL.
+
+Nothing else is caught.
 """
 
 from __future__ import annotations

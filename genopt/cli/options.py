@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+import sys
 from pathlib import Path
+
+from genopt.study.stop import parse_duration
 
 
 def positive_int(text: str) -> int:
@@ -20,6 +24,41 @@ def positive_int(text: str) -> int:
 def trials(text: str) -> int | str:
     """argparse type: ``auto`` or an integer of at least 1."""
     return "auto" if text == "auto" else positive_int(text)
+
+
+def duration(text: str) -> float:
+    """argparse type: ``90s``, ``30m``, ``2h`` or ``1h30m``, as seconds; zero and less are refused."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_timeout(parser: argparse.ArgumentParser) -> None:
+    """``--timeout DURATION``: the run's wall-clock budget (``genopt.study.stop``)."""
+    parser.add_argument(
+        "--timeout",
+        type=duration,
+        metavar="DURATION",
+        help="a wall-clock budget: 90s, 30m, 2h or 1h30m. No trial starts after it, and the running "
+        "trial stops there and keeps its best epoch so far; with --trials, whichever comes first ends "
+        "the run (default: none)",
+    )
+
+
+def program() -> str:
+    """How this person runs genopt, for a command line to paste: ``genopt`` when that name finds this
+    script, else this script's path (``.venv/bin/genopt`` when ``make`` ran it from the checkout)."""
+    script = Path(sys.argv[0])
+    if script.name != "genopt":  # python -m genopt, or main() called from Python
+        return "genopt"
+    found = shutil.which("genopt")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "genopt"
+    try:
+        return str(script.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(script.resolve())
 
 
 def add_storage(parser: argparse.ArgumentParser) -> None:
@@ -70,3 +109,16 @@ def add_workers(parser: argparse.ArgumentParser) -> None:
         "beyond K x the GPUs on the CPU (default: the workers share every GPU round-robin, worker i "
         "on GPU i mod the GPU count); without a GPU every worker trains on the CPU",
     )
+
+
+def exit_status(command: str, stop, study) -> int:
+    """How a run that ``stop`` (``genopt.study.stop.Stop``) watched ends: 0 when it ran its trials or
+    its budget; ``EXIT_STOPPED`` after one line on stderr when a signal stopped it."""
+    from genopt.study.record.records import StudyRecord
+    from genopt.study.stop import EXIT_STOPPED
+
+    if not stop.by_signal:
+        return 0
+    what = StudyRecord.of(study).stopped or stop.ended()
+    print(f"genopt {command}: {what}; rerun the same command to continue", file=sys.stderr)
+    return EXIT_STOPPED

@@ -9,8 +9,11 @@ from genopt.cli.options import (
     add_artifact_store,
     add_data_dir,
     add_storage,
+    add_timeout,
     add_workers,
+    exit_status,
     positive_int,
+    program,
     trials,
 )
 from genopt.errors import GenoptError
@@ -32,6 +35,7 @@ def add_parser(subparsers) -> None:
         help="trials to add to the study, or auto: until the best value stops improving (the spec's "
         "auto_patience and auto_min_improvement), at most auto_max_trials in the study",
     )
+    add_timeout(p)
     p.add_argument("--dataset", help="mnist or fashion-mnist (default: the spec's)")
     add_data_dir(p, writes=True)
     p.add_argument(
@@ -81,6 +85,12 @@ def add_parser(subparsers) -> None:
         help="with an exported ensemble: start from its member N, counted from 0 (default: its best member)",
     )
     p.add_argument(
+        "--retrain-feature-net",
+        action="store_true",
+        help="a new study on MNIST or Fashion-MNIST trains its feature network from the recipe on this "
+        "machine instead of using the one genopt ships (to check it); the study stores and records it",
+    )
+    p.add_argument(
         "--no-progress", action="store_true", help="no progress bar (default: a bar only on a terminal)"
     )
     p.set_defaults(handler=run)
@@ -104,8 +114,12 @@ def parse_params(text: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from genopt.study.stop import Stop
+
+    stop = Stop(args.timeout)  # the budget counts from here
     # torch and Optuna load only once the arguments are good
-    from genopt.study.progress import study_summary
+    from genopt.paths import default_storage_url
+    from genopt.study.progress import next_steps, study_summary
     from genopt.study.record.note import reproduce_command
     from genopt.study.runner import run_study
 
@@ -154,6 +168,9 @@ def run(args: argparse.Namespace) -> int:
         artifact_store=args.artifact_store,
         init_from=args.init_from,
         init_member=args.init_member,
+        retrain_feature_net=args.retrain_feature_net,
+        stop=stop,
     )
     print(study_summary(result.study, fid_floor=result.fid_floor, feature_accuracy=result.feature_accuracy))
-    return 0
+    print(next_steps(name, args.storage or default_storage_url(), program=program()), flush=True)
+    return exit_status(args.command, stop, result.study)

@@ -24,8 +24,10 @@ from genopt.errors import GenoptError
 from genopt.metrics import EVAL_NOISE_SEED, FidEvaluator, SampleStatistics
 from genopt.metrics.scores import SCORES
 from genopt.models import Generator
+from genopt.study.artifacts.feature_net import network_line, study_network
 from genopt.study.artifacts.retention import kept_checkpoints
-from genopt.study.record.facts import stored_spec, study_artifact_store, study_dataset, study_feature_version
+from genopt.study.artifacts.stores import artifact_store as open_store
+from genopt.study.record.facts import stored_spec, study_artifact_location, study_dataset
 from genopt.study.storage.database import load_existing_study
 
 # Seeds the mean ensemble's draws for its scores, apart from the members' evaluation noise.
@@ -171,7 +173,9 @@ def build_ensemble(
     if fid_samples is not None and fid_samples < 2:
         raise GenoptError(f"--fid-samples must be at least 2, got {fid_samples}")
     study = load_existing_study(study_name, storage_url)
-    members = load_members(study, study_artifact_store(study, artifact_store), top_k=top_k)
+    location = study_artifact_location(study, artifact_store)
+    store = open_store(location)
+    members = load_members(study, store, top_k=top_k)
     spec = stored_spec(study)
     dataset = study_dataset(study, data_dir)
     n = fid_samples or spec.fid_samples
@@ -180,7 +184,10 @@ def build_ensemble(
 
     # Scored on the device the study's trials were scored on by default (CUDA when present), with the
     # same CPU-drawn noise, so the best single member's score is its trial's value; exported from the CPU.
-    evaluator = FidEvaluator(dataset, feature_version=study_feature_version(study))
+    # The study's own feature network, so the members are compared as their trials were.
+    net = study_network(study, dataset, location, store=store)
+    print(network_line(net), flush=True)
+    evaluator = FidEvaluator(dataset, feature_net=net)
 
     def value(stats: SampleStatistics) -> float:
         """The objective as a loss: lower is better, NaN worst (the registry's ``loss``)."""
@@ -232,6 +239,7 @@ def build_ensemble(
         "model": spec.model,
         "objective": objective,
         "dataset": dataset_description(dataset),
+        "feature_net_sha256": net.sha256,
         "top_k": top_k,
         "fid_samples": n,
         "greedy_rounds": rounds,

@@ -32,11 +32,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from genopt import paths
 from genopt.augment import translate
 from genopt.data import Dataset, to_model_range
 from genopt.device import default_device
-from genopt.files import atomic_save, file_lock
 
 # A new recipe is a new version: never edit one a stored study may name. Version 1's dict is exactly
 # the recipe it was cached under, so its nets keep their cache keys.
@@ -69,8 +67,6 @@ RECIPE = RECIPES[FEATURE_VERSION]
 # What the net learns: a labelled dataset's classes, or, without labels, the rotation pretext task.
 TASKS = ("classes", "rotation")
 ROTATIONS = 4  # the pretext task's classes: k quarter turns, k in 0..3
-
-_MEMORY: dict[str, FeatureNet] = {}
 
 
 class FeatureNet(nn.Module):
@@ -115,8 +111,10 @@ class FeatureNet(nn.Module):
         self.norm_fc = nn.BatchNorm1d(self.num_features) if batch_norm else nn.Identity()
         self.head = nn.Linear(self.num_features, num_classes)
         self.validation_accuracy: float = float("nan")
-        self.cache_key: str = ""
+        self.cache_key: str = ""  # names its reference statistics (genopt.metrics.reference)
         self.version: int = 0
+        self.sha256: str = ""  # of its file (genopt.metrics.networks), its one true name
+        self.origin: str = ""  # where it came from: shipped, trained here, a study's artifact store
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Features of images in [-1, 1], shape (N, C, H, W) -> (N, 128)."""
@@ -137,7 +135,8 @@ def task_of(dataset: Dataset) -> str:
     return "classes" if dataset.labelled else "rotation"
 
 
-def _build(dataset: Dataset, recipe: dict[str, Any]) -> FeatureNet:
+def build_feature_net(dataset: Dataset, recipe: dict[str, Any]) -> FeatureNet:
+    """An untrained net of ``recipe`` for the data's image shape and task."""
     task = task_of(dataset)
     return FeatureNet(
         dataset.image_shape,
@@ -240,7 +239,7 @@ def train_feature_net(
     generator = torch.Generator().manual_seed(recipe["seed"])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe["seed"])
-        net = _build(dataset, recipe)
+        net = build_feature_net(dataset, recipe)
     net.to(device).train()
     images, labels = to_model_range(dataset.train.images), dataset.train.labels
     rotation = net.task == "rotation"
@@ -268,45 +267,3 @@ def train_feature_net(
     net.eval()
     net.validation_accuracy = validation_accuracy(net, dataset, recipe["seed"])
     return net
-
-
-def feature_network(
-    dataset: Dataset, *, version: int = FEATURE_VERSION, device: str | torch.device | None = None
-) -> FeatureNet:
-    """The dataset's trained feature net: from this process, from disk, or trained now and cached.
-
-    Args:
-        dataset: the data; only its train split is used for training, its validation split to
-            report ``validation_accuracy`` (rotation accuracy for unlabelled data).
-        version: the recipe; a stored study passes the version it was made with.
-        device: where the returned net lives; CUDA when available by default.
-
-    Returns:
-        A ``FeatureNet`` in eval mode with ``task``, ``validation_accuracy``, ``cache_key`` and
-        ``version`` set.
-
-    Raises:
-        ValueError: ``version`` is not a known recipe.
-    """
-    device = default_device(device)
-    recipe = recipe_of(version)
-    key = feature_cache_key(dataset, recipe)
-    if key in _MEMORY:
-        return _MEMORY[key].to(device)
-    path = paths.cache_dir() / "features" / f"{key}.pt"
-    net = _build(dataset, recipe)
-    # Training is not bit-reproducible: processes that start together must share one net, not train two.
-    with file_lock(path.with_suffix(".lock")):
-        if path.exists():
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            net.load_state_dict(saved["state_dict"])
-            net.validation_accuracy = float(saved["validation_accuracy"])
-        else:
-            net = train_feature_net(dataset, recipe=recipe, device=device).cpu()
-            saved = {"state_dict": net.state_dict(), "validation_accuracy": net.validation_accuracy}
-            atomic_save(saved, path)
-    net.cache_key = key
-    net.version = version
-    net.requires_grad_(False).eval().to(memory_format=torch.channels_last)
-    _MEMORY[key] = net
-    return net.to(device)

@@ -20,9 +20,10 @@ import torch
 from genopt.data import Dataset, to_model_range
 from genopt.device import default_device
 from genopt.metrics.class_aware import intra_fid
-from genopt.metrics.features import FEATURE_VERSION, feature_network
+from genopt.metrics.features import FEATURE_VERSION, FeatureNet
 from genopt.metrics.frechet import finite_or_nan, frechet_distance
 from genopt.metrics.labels import evaluation_labels
+from genopt.metrics.networks import feature_network
 from genopt.metrics.reference import ReferenceCache
 from genopt.metrics.scores import Scores, class_scores
 from genopt.metrics.statistics import MomentSums, SampleStatistics
@@ -48,8 +49,11 @@ class FidEvaluator:
             against its validation split, and the floors use its test split.
         device: where features are computed; CUDA when available by default.
         batch_size: images per call to ``sample`` and per feature-net batch.
-        feature_version: the feature net's recipe (``genopt.metrics.features.RECIPES``); a stored
-            study passes its own, new studies get the current one.
+        feature_version: the feature net's recipe (``genopt.metrics.features.RECIPES``), when no
+            ``feature_net`` is given: the shipped network of that recipe for MNIST and
+            Fashion-MNIST, else this machine's (``genopt.metrics.networks.feature_network``).
+        feature_net: the network to score with: a study's own
+            (``genopt.study.artifacts.feature_net.study_network``).
 
     Attributes:
         real_source: ``"computed"`` when this evaluator featurized the validation split,
@@ -66,13 +70,16 @@ class FidEvaluator:
         device: str | torch.device | None = None,
         batch_size: int = 500,
         feature_version: int = FEATURE_VERSION,
+        feature_net: FeatureNet | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.dataset = dataset
         self.device = default_device(device)
         self.batch_size = batch_size
-        self.feature_net = feature_network(dataset, version=feature_version, device=self.device)
+        if feature_net is None:
+            feature_net = feature_network(dataset, version=feature_version, device=self.device)
+        self.feature_net = feature_net.to(self.device)
         self.feature_version = self.feature_net.version
         self.validation_accuracy: float = self.feature_net.validation_accuracy
         self.images_featurized = 0

@@ -50,6 +50,7 @@ def render_html(
         ("FID samples", spec.get("fid_samples")),
         ("FID floor (validation vs test)", _num(record.fid_floor)),
         ("feature net validation accuracy", _num(record.feature_accuracy, 4)),
+        ("feature net sha256", record.feature_sha256 or "none stored (trained on each machine)"),
     ]
     if best is not None:
         facts += [

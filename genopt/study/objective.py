@@ -27,6 +27,7 @@ from genopt.spec import SEARCHABLE, StudySpec
 from genopt.study.artifacts.upload import upload_checkpoint, upload_trial_artifacts
 from genopt.study.record import attrs as A
 from genopt.study.search.pruners import completes_stops
+from genopt.study.stop import Stop, Stopped
 from genopt.train import EpochStats, train
 from genopt.warmstart import WarmStart
 
@@ -52,14 +53,24 @@ def trial_seed(spec: StudySpec, number: int) -> int:
     return spec.seed * 1_000_003 + number
 
 
-def evaluate_generator(evaluator: FidEvaluator, generator: Generator, n: int) -> Scores:
-    """Every score of ``generator`` on n samples drawn from the fixed evaluation noise."""
+def evaluate_generator(
+    evaluator: FidEvaluator, generator: Generator, n: int, *, stop: Stop | None = None
+) -> Scores:
+    """Every score of ``generator`` on n samples drawn from the fixed evaluation noise.
+
+    Raises:
+        Stopped: ``stop`` asked for a stop before a batch was drawn (scoring 10,000 samples takes
+            longer than a stop may wait).
+    """
     noise = torch.Generator().manual_seed(EVAL_NOISE_SEED)  # CPU noise: the same on every device
-    return evaluator.evaluate(
-        lambda labels: generator.sample(labels, generator=noise),
-        n,
-        conditional=generator.config.num_classes > 0,
-    )
+
+    def draw(labels: torch.Tensor) -> torch.Tensor:
+        reason = stop() if stop is not None else None
+        if reason:
+            raise Stopped(reason)
+        return generator.sample(labels, generator=noise)
+
+    return evaluator.evaluate(draw, n, conditional=generator.config.num_classes > 0)
 
 
 @dataclass
@@ -118,7 +129,16 @@ class EpochJudge:
 
 
 class Objective:
-    """Callable objective for ``study.optimize``; one instance serves every trial of a run."""
+    """Callable objective for ``study.optimize``; one instance serves every trial of a run.
+
+    A ``stop`` (a time budget, a signal) lands within one training step or one scored batch: the
+    trial then completes at its best epoch so far, as a trial the behind-best pruner stopped does,
+    with its checkpoint, grid and scores, and ``stop_reason`` saying so (docs/scoring.md). Cut short
+    before any epoch was scored, it has nothing to keep and ends FAIL with its ``reason``.
+
+    ``progress``, when set (``genopt.study.optimize`` sets it), is told each trial's start and every
+    judged epoch: ``progress(number, epoch, epochs, best value so far)``, epoch 0 at the start.
+    """
 
     def __init__(
         self,
@@ -128,6 +148,7 @@ class Objective:
         store: optuna.artifacts.FileSystemArtifactStore,
         device: torch.device,
         init: WarmStart | None = None,
+        stop: Stop | None = None,
     ):
         self.spec = spec
         self.dataset = dataset
@@ -135,10 +156,12 @@ class Objective:
         self.store = store
         self.device = device
         self.init = init  # every trial's networks start from these weights where layers fit
+        self.stop = stop if stop is not None else Stop()
+        self.progress: Callable[[int, int, int, float | None], None] | None = None
 
     def scores(self, generator: Generator) -> Scores:
         """The generator's scores on the study's evaluation budget."""
-        return evaluate_generator(self.evaluator, generator, self.spec.fid_samples)
+        return evaluate_generator(self.evaluator, generator, self.spec.fid_samples, stop=self.stop)
 
     def __call__(self, trial: optuna.Trial) -> float:
         try:
@@ -153,17 +176,32 @@ class Objective:
         spec = self.spec
         seed = trial_seed(spec, trial.number)
         config = spec.run_config(suggest(trial, spec), seed=seed)
-        _pause_for_tests(trial.number)
+        _pause_for_tests(trial.number, stop=self.stop)
         judge = EpochJudge(trial, spec, config.epochs, baseline=bool(trial.user_attrs.get(A.BASELINE_ATTR)))
         history: list[dict[str, Any]] = []
+        self._show(trial.number, 0, config.epochs, None)
+        scoring_stopped = False
 
         def on_epoch(generator: Generator, stats: EpochStats) -> str | None:
-            scores = self.scores(generator)
+            nonlocal scoring_stopped
+            try:
+                scores = self.scores(generator)
+            except Stopped as stopped:  # the epoch trained but is not scored: it cannot be chosen
+                scoring_stopped = True
+                return f"{stopped} while scoring epoch {stats.epoch}"
             history.append(_history_row(stats, scores))
-            return judge(stats.epoch, scores, lambda: _copy_state(generator))
+            verdict = judge(stats.epoch, scores, lambda: _copy_state(generator))
+            self._show(trial.number, stats.epoch, config.epochs, judge.chosen.value if judge.chosen else None)
+            _pause_for_tests(trial.number, epoch=stats.epoch, stop=self.stop)
+            return verdict
 
-        result = train(config, self.dataset, on_epoch=on_epoch, device=self.device, init=self.init)
+        result = train(
+            config, self.dataset, on_epoch=on_epoch, device=self.device, init=self.init, stop=self.stop
+        )
         generator, chosen = result.generator, judge.chosen
+        cut = result.stopped or scoring_stopped  # by the budget or a signal, not by the pruner
+        if cut:
+            self.stop.cut.append((trial.number, chosen.epoch if chosen is not None else None))
         if chosen is not None:
             generator = copy.deepcopy(generator)
             generator.load_state_dict(chosen.state)
@@ -171,9 +209,13 @@ class Objective:
         upload_trial_artifacts(trial, self.store, generator, history)
         if result.stop_reason is not None:
             # Divergence and pruning both end the trial as PRUNED, the reason says which; a trial
-            # stopped by a pruner that completes its stops goes on to complete with its chosen epoch.
+            # stopped by a pruner that completes its stops, or cut short by the budget or a signal,
+            # goes on to complete with its chosen epoch.
+            if cut and chosen is None:  # nothing to keep: FAIL, which no sampler learns from
+                trial.set_user_attr(A.REASON_ATTR, f"{result.stop_reason}, before any epoch was scored")
+                raise Stopped(result.stop_reason)
             trial.set_user_attr(A.STOP_REASON_ATTR, result.stop_reason)
-            if not judge.stopped_early:
+            if not (judge.stopped_early or cut):
                 raise optuna.TrialPruned(result.stop_reason)
 
         if spec.min_label_accuracy is not None:
@@ -201,6 +243,10 @@ class Objective:
         )
         return chosen.value
 
+    def _show(self, number: int, epoch: int, epochs: int, best: float | None) -> None:
+        if self.progress is not None:
+            self.progress(number, epoch, epochs, best)
+
     def _record(self, trial, seed, start, result, history, chosen: Chosen | None) -> None:
         trial.set_user_attr(A.SEED_ATTR, seed)
         trial.set_user_attr(A.EPOCHS_ATTR, len(result.epochs))
@@ -208,6 +254,7 @@ class Objective:
         trial.set_user_attr(A.IMAGES_PER_SECOND_ATTR, round(result.images_per_second, 1))
         trial.set_user_attr(A.PRECISION_ATTR, result.precision)
         trial.set_user_attr(A.TRIAL_FEATURE_VERSION_ATTR, self.evaluator.feature_version)
+        trial.set_user_attr(A.TRIAL_FEATURE_SHA256_ATTR, self.evaluator.feature_net.sha256)
         trial.set_user_attr(A.LOSS_HISTORY_ATTR, [[e.d_loss, e.g_loss] for e in result.epochs])
         for name in SCORES:
             values = [row[name] for row in history if name in row]
@@ -219,17 +266,21 @@ class Objective:
                 trial.set_user_attr(name, value)
 
 
-def _pause_for_tests(number: int) -> None:
+def _pause_for_tests(number: int, *, epoch: int = 0, stop: Stop) -> None:
     """Test hook, unset in real use: with ``GENOPT_TEST_PAUSE_TRIAL=N`` and ``GENOPT_TEST_PAUSE_FILE=PATH``
     in the environment, trial N (running, its parameters drawn, its heartbeat beating) creates PATH and
-    waits while PATH exists. A test kills or interrupts the worker then, or removes PATH to let it go
-    on, so a signal lands mid-trial without a long trial (tests/test_faults.py)."""
+    waits while PATH exists and no stop is asked for, standing for a long training step. It waits
+    before training, or with ``GENOPT_TEST_PAUSE_EPOCH=E`` once epoch E is scored and judged. A test
+    kills, interrupts or stops the worker then, or removes PATH to let it go on, so a signal or a
+    budget lands mid-trial without a long trial (tests/test_faults.py, tests/test_stop.py)."""
     path = os.environ.get("GENOPT_TEST_PAUSE_FILE")
     if path is None or os.environ.get("GENOPT_TEST_PAUSE_TRIAL") != str(number):
         return
+    if os.environ.get("GENOPT_TEST_PAUSE_EPOCH", "0") != str(epoch):
+        return
     pause = Path(path)
     pause.touch()
-    while pause.exists():
+    while pause.exists() and not stop():
         time.sleep(0.05)
 
 

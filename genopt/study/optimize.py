@@ -3,7 +3,9 @@
 ``optimize`` wraps Optuna's ``study.optimize`` for ``genopt study`` and ``genopt worker``: a trial
 out of memory or refused by an object store fails alone; a ``GenoptError`` ends the run with its one
 line and without Optuna's traceback; a trial another worker took over while this one stalled is
-counted and the run goes on.
+counted and the run goes on. A time budget or a first SIGINT or SIGTERM (``genopt.study.stop``)
+ends the run: no trial starts after it, the running trial completes at its best epoch so far, and
+the study records why; Optuna's warnings about a trial a stop or an abort ended are dropped too.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from tqdm.auto import tqdm
 from genopt.errors import GenoptError
 from genopt.study.artifacts.retention import retain_best
 from genopt.study.artifacts.upload import ArtifactStoreUnavailable
+from genopt.study.objective import Objective
 from genopt.study.progress import TrialProgress
 from genopt.study.record.facts import stored_spec
-from genopt.study.search.stopping import Stagnation, stop_when
+from genopt.study.search.stopping import Stagnation, record_stop, stop_when
+from genopt.study.stop import Stop, Stopped
 
 
 def optimize(
@@ -36,6 +40,7 @@ def optimize(
     keep: int,
     progress: bool | None,
     rule: Stagnation | None = None,
+    stop: Stop | None = None,
 ) -> None:
     """Run ``trials`` trials of ``study`` in this process; a trial out of memory, or whose upload an
     object store failed (``ArtifactStoreUnavailable``, its ``reason`` in its line), fails alone.
@@ -49,6 +54,10 @@ def optimize(
 
     With a stopping ``rule`` (``--trials auto``), the run also ends once the rule says the study has
     converged or is at its cap; the study records why (``STOPPED_ATTR``) and its note says so.
+
+    With a ``stop`` (the objective's own, so that training asks it), SIGINT and SIGTERM are caught
+    while trials run: no trial starts once it has a reason (the time budget spent, a first signal),
+    and the study records why, as for ``rule``. A second signal raises ``KeyboardInterrupt``.
     """
     # The per-trial lines below replace Optuna's own log line per trial.
     verbosity = optuna.logging.get_verbosity()
@@ -56,27 +65,34 @@ def optimize(
     handlers, quiet = logging.getLogger("optuna").handlers, _QuietUserErrors()
     for handler in handlers:
         handler.addFilter(quiet)
+    stop = stop if stop is not None else Stop()
     watch = _TrialWatch(objective)
     callbacks = [watch.told, retain_best(store, keep)]
     if rule is not None:
         callbacks.append(stop_when(rule, stored_spec(study).objective_name))
+    callbacks.append(lambda study, trial: study.stop() if stop() else None)
     try:
-        with TrialProgress(trials, bar=progress) as progress_callback:
-            while watch.done < trials:
+        with TrialProgress(trials, bar=progress, stop=stop) as progress_callback, stop.on_signals():
+            if isinstance(objective, Objective):
+                objective.progress = progress_callback.running
+            while watch.done < trials and not stop():
                 try:
                     study.optimize(
                         watch,
                         n_trials=trials - watch.done,
-                        catch=(torch.OutOfMemoryError, ArtifactStoreUnavailable),
+                        timeout=stop.remaining(),
+                        catch=(torch.OutOfMemoryError, ArtifactStoreUnavailable, Stopped),
                         callbacks=[*callbacks, progress_callback],
                     )
-                    return
+                    break
                 except Exception as exc:
                     lost = watch.taken_over(study, exc)
                     if lost is None:
                         raise
                     tqdm.write(lost, file=sys.stdout)
                     progress_callback.bar.update(1)
+        if stop():
+            record_stop(study, stop.ended())
     finally:
         optuna.logging.set_verbosity(verbosity)
         for handler in handlers:
@@ -141,8 +157,10 @@ class _TrialWatch:
 
 
 class _QuietUserErrors(logging.Filter):
-    """Drops Optuna's two warnings about a trial that failed with a ``GenoptError``, or that another
-    worker had failed while this one stalled (``UpdateFinishedTrialError``; ``_TrialWatch`` says so).
+    """Drops Optuna's two warnings about a trial that failed with a ``GenoptError``, that another
+    worker had failed while this one stalled (``UpdateFinishedTrialError``; ``_TrialWatch`` says so),
+    that a stop ended before it scored an epoch (``Stopped``) or that a second signal aborted
+    (``KeyboardInterrupt``): the trial's ``reason`` and the CLI's one line say each.
 
     The first ("Trial N failed with parameters ... because of the following error") carries the
     error and its traceback; the second ("Trial N failed with value None.") follows it.
@@ -154,10 +172,13 @@ class _QuietUserErrors(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if record.exc_info and isinstance(record.exc_info[1], GenoptError | UpdateFinishedTrialError):
+        if record.exc_info and isinstance(record.exc_info[1], _QUIET):
             self._followers.add(message.partition(" failed")[0] + " failed with value None.")
             return False
         if message in self._followers:
             self._followers.discard(message)
             return False
         return True
+
+
+_QUIET = (GenoptError, UpdateFinishedTrialError, Stopped, KeyboardInterrupt)

@@ -22,10 +22,11 @@ from genopt.device import default_device
 from genopt.errors import GenoptError
 from genopt.files import plain
 from genopt.metrics import FidEvaluator
-from genopt.metrics.features import FEATURE_VERSION
+from genopt.metrics.networks import feature_network
 from genopt.metrics.scores import SCORES
 from genopt.spec import StudySpec
 from genopt.study.artifacts import stores
+from genopt.study.artifacts.feature_net import network_line, store_network, study_network
 from genopt.study.init_from import check_init, read_init, store_init, study_init
 from genopt.study.objective import Objective
 from genopt.study.optimize import optimize
@@ -35,13 +36,14 @@ from genopt.study.record.facts import (
     stored_spec,
     study_artifact_location,
     study_dataset,
-    study_feature_version,
 )
 from genopt.study.record.note import study_note
 from genopt.study.record.resume import check_resumable
 from genopt.study.search.pruners import make_pruner
 from genopt.study.search.samplers import make_sampler
 from genopt.study.search.stopping import check_trials, trial_budget
+from genopt.study.stop import Stop
+from genopt.study.storage.creation import create_new, made_study
 from genopt.study.storage.database import load_existing_study, open_storage, resolve_url
 from genopt.study.workers import spawn_local_workers
 from genopt.train import build_models
@@ -83,6 +85,8 @@ def run_study(
     workers_per_gpu: int | None = None,
     init_from: Path | None = None,
     init_member: int | None = None,
+    retrain_feature_net: bool = False,
+    stop: Stop | None = None,
 ) -> StudyResult:
     """Add ``trials`` trials to the study ``study_name`` (created on first use) and run them.
 
@@ -109,11 +113,18 @@ def run_study(
         init_from: a trial checkpoint or ensemble export whose weights every trial starts from
             (``genopt.study.init_from``); a resumed study uses the file it was made with.
         init_member: which member of an ensemble export (default: its best).
+        retrain_feature_net: a new study on MNIST or Fashion-MNIST trains its feature network from
+            the recipe here instead of using the shipped one (``genopt.metrics.networks``).
+        stop: the run's time budget and its SIGINT/SIGTERM handling (``genopt.study.stop``): no trial
+            starts once it says stop, and the running trials keep their best epoch so far; it says
+            why afterwards (``Stop.why``). Default: no budget, signals handled all the same.
 
     Raises:
         GenoptError: bad input, found before anything is written; or a worker process that failed.
-        KeyboardInterrupt: Ctrl-C; the running trials end as FAIL with user attribute reason "interrupted".
+        KeyboardInterrupt: a second Ctrl-C or SIGTERM (or one before trials run); the running trials
+            end as FAIL with user attribute reason "interrupted".
     """
+    arguments = {name: value for name, value in locals().items() if name != "spec"}
     per_gpu = 1 if workers_per_gpu is None else workers_per_gpu
     check_trials(trials)
     for name, value in (("workers", workers), ("workers per GPU", per_gpu)):
@@ -134,11 +145,12 @@ def run_study(
         )
     storage_url = resolve_url(storage_url)
     storage = open_storage(storage_url)
-    try:
-        existing = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        existing = None
+    existing = made_study(study_name, storage)
     if existing is not None:
+        if retrain_feature_net:
+            raise GenoptError(
+                f"study {study_name!r} has its feature network: --retrain-feature-net is for new studies"
+            )
         check_resumable(existing, spec, dataset.sha256)
         location = study_artifact_location(existing, artifact_store)
     else:
@@ -153,28 +165,34 @@ def run_study(
     init = _warm_start(existing, init, study_name=study_name, store=store, spec=spec, dataset=dataset)
     n_existing = len(existing.trials) if existing is not None else 0
 
-    # A resumed study keeps scoring with the feature net it was made with, so its trials stay comparable.
-    version = study_feature_version(existing) if existing is not None else FEATURE_VERSION
-    evaluator = FidEvaluator(dataset, device=default_device(), feature_version=version)
+    # A study is scored by one network, wherever its trials run: a resumed one by the network it
+    # records, a new one by the shipped network for its data, else by one trained here and stored.
+    device = default_device()
+    if existing is not None:
+        net = study_network(existing, dataset, location, store=store, device=device)
+    else:
+        net = feature_network(dataset, device=device, shipped=not retrain_feature_net)
+    print(network_line(net), flush=True)
+    evaluator = FidEvaluator(dataset, device=device, feature_net=net)
     floor = evaluator.floor()
-    # Created here, once, before any worker starts: workers only ever load it.
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=storage,
-        sampler=make_sampler(spec, n_existing=n_existing),
-        pruner=make_pruner(spec),
-        direction="minimize",
-        load_if_exists=True,
-    )
+    sampler, pruner = make_sampler(spec, n_existing=n_existing), make_pruner(spec)
     if existing is None:
-        study.set_user_attr(A.SPEC_ATTR, plain(spec.to_dict()))
+        # Created here, once, before any worker starts: workers only ever load it.
+        study = create_new(study_name, storage, sampler=sampler, pruner=pruner)
+        if study is None:  # another process created it since made_study looked: join it as made
+            print(f"study {study_name} was created by another process just now: joining it", flush=True)
+            return run_study(spec, **(arguments | {"retrain_feature_net": False}))
+        store_network(study, store, net)
         study.set_user_attr(A.DATASET_ATTR, dataset_record(dataset, data_dir))
         study.set_user_attr(A.ARTIFACT_STORE_ATTR, location.url)
         study.set_user_attr(A.FID_FLOOR_ATTR, floor)
-        study.set_user_attr(A.FEATURE_ACCURACY_ATTR, evaluator.validation_accuracy)
-        study.set_user_attr(A.FEATURE_VERSION_ATTR, version)
         if init is not None:
             study.set_user_attr(A.INIT_ATTR, init.record() | store_init(init, store))
+        study.set_user_attr(A.SPEC_ATTR, plain(spec.to_dict()))  # last: the study is made (made_study)
+    else:
+        study = optuna.create_study(
+            study_name=study_name, storage=storage, sampler=sampler, pruner=pruner, load_if_exists=True
+        )
     name_metric(study, spec)
     if not optuna_dashboard.get_note(study):
         optuna_dashboard.save_note(study, study_note(study_name, study.user_attrs, command))
@@ -182,7 +200,7 @@ def run_study(
         study.enqueue_trial(params, user_attrs={A.BASELINE_ATTR: True})
 
     if workers == 1:
-        _run_here(study, spec, dataset, evaluator, store, init, trials=trials, progress=progress)
+        _run_here(study, spec, dataset, evaluator, store, init, trials=trials, progress=progress, stop=stop)
     elif trial_budget(study, spec, trials)[0]:  # 0: an auto study that has converged
         spawn_local_workers(
             workers,
@@ -192,6 +210,7 @@ def run_study(
             data_dir=data_dir,
             artifact_store=location,
             per_gpu=workers_per_gpu,
+            stop=stop,
         )
         study = optuna.load_study(study_name=study_name, storage=storage)
     return StudyResult(study, floor, evaluator.validation_accuracy)
@@ -206,27 +225,32 @@ def run_worker(
     artifact_store: str | Path | None = None,
     worker: int = 0,
     progress: bool | None = None,
+    stop: Stop | None = None,
 ) -> StudyResult:
     """Join the existing study ``study_name`` and run ``trials`` of its trials in this process.
 
     The spec, data and budgets are the study's own; only the data folder and artifact store are
-    this machine's. Several workers, on one machine or many, may join one study at once.
+    this machine's. Several workers, on one machine or many, may join one study at once. ``stop``
+    is as for ``run_study``.
 
     Raises:
         GenoptError: no such study, other data than the study's, or bad input.
     """
     check_trials(trials)
     study = load_existing_study(study_name, storage_url)
-    store = stores.artifact_store(study_artifact_location(study, artifact_store))  # checked first
+    location = study_artifact_location(study, artifact_store)
+    store = stores.artifact_store(location)  # checked first
     spec = stored_spec(study)
     dataset = study_dataset(study, data_dir)
     check_resumable(study, spec, dataset.sha256)
     init = _warm_start(study, None, study_name=study_name, store=store, spec=spec, dataset=dataset)
-    evaluator = FidEvaluator(dataset, device=default_device(), feature_version=study_feature_version(study))
+    net = study_network(study, dataset, location, store=store, device=default_device())
+    print(network_line(net), flush=True)
+    evaluator = FidEvaluator(dataset, device=default_device(), feature_net=net)
     name_metric(study, spec)
     study.sampler = make_sampler(spec, n_existing=len(study.trials), worker=worker, distinct=True)
     study.pruner = make_pruner(spec)
-    _run_here(study, spec, dataset, evaluator, store, init, trials=trials, progress=progress)
+    _run_here(study, spec, dataset, evaluator, store, init, trials=trials, progress=progress, stop=stop)
     return StudyResult(study, evaluator.floor(), evaluator.validation_accuracy)
 
 
@@ -256,11 +280,12 @@ def _run_here(
     *,
     trials: int | str,
     progress: bool | None,
+    stop: Stop | None = None,
 ) -> None:
     """Run this process's trials of ``study``: ``trials`` of them, or what ``auto`` leaves."""
     budget, rule = trial_budget(study, spec, trials)  # 0: an auto study that has converged
     if budget:
-        objective = Objective(spec, dataset, evaluator, store, evaluator.device, init=init)
+        objective = Objective(spec, dataset, evaluator, store, evaluator.device, init=init, stop=stop)
         optimize(
             study,
             objective,
@@ -269,4 +294,5 @@ def _run_here(
             keep=spec.keep_checkpoints,
             progress=progress,
             rule=rule,
+            stop=objective.stop,
         )

@@ -62,10 +62,17 @@ FEATURE_ACCURACY_ATTR = _declare(
 FEATURE_VERSION_ATTR = _declare(
     "study", "feature_net_version", "the feature network's recipe version (1 when absent: older studies)"
 )
+FEATURE_SHA256_ATTR = _declare(
+    "study",
+    "feature_net_sha256",
+    "sha256 of its feature network's file, kept in its artifact store (absent: trained per machine)",
+)
 INIT_ATTR = _declare(
     "study", "init", "a warm start's source: path, sha256, member, discriminator (genopt.study.init_from)"
 )
-STOPPED_ATTR = _declare("study", "stopped", "why --trials auto stopped the study, or null")
+STOPPED_ATTR = _declare(
+    "study", "stopped", "why the last run stopped early: --trials auto's verdict, its time budget or a signal"
+)
 
 # ---- a trial's: artifact ids in the study's artifact store -------------------------------------
 SAMPLES_ATTR = _declare("trial", "samples", "artifact id of its sample grid (PNG, fixed noise)")
@@ -85,6 +92,9 @@ IMAGES_PER_SECOND_ATTR = _declare("trial", "images_per_second", "training images
 PRECISION_ATTR = _declare("trial", "precision", 'the precision it trained in, "fp32" or "bf16"')
 TRIAL_FEATURE_VERSION_ATTR = _declare(
     "trial", "feature_net_version", "the feature network's recipe version that scored it"
+)
+TRIAL_FEATURE_SHA256_ATTR = _declare(
+    "trial", "feature_net_sha256", "sha256 of the feature network's file that scored it"
 )
 LOSS_HISTORY_ATTR = _declare("trial", "loss_history", "[discriminator, generator] loss of every epoch")
 STOP_REASON_ATTR = _declare("trial", "stop_reason", "why training stopped before its last epoch")

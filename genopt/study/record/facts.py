@@ -94,11 +94,6 @@ def _other_data(study: optuna.Study, source: str) -> GenoptError:
     )
 
 
-def study_feature_version(study: optuna.Study) -> int:
-    """The feature-net version that scores ``study``: its own, so a resumed study stays comparable."""
-    return StudyRecord.of(study).feature_version
-
-
 def study_artifact_location(study: optuna.Study, given: str | Path | None = None) -> ArtifactLocation:
     """``given`` when the user passed it, else the store the study's trials wrote to (a folder of an
     older study included), else the default folder.

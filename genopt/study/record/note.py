@@ -43,6 +43,7 @@ def study_note(study_name: str, user_attrs: dict[str, Any], command: str | None 
         *_data_rows(dataset),
         f"| feature network validation accuracy, {feature_task(dataset)} task | {_fmt(accuracy, '.4f')} |",
         f"| feature network version | {record.feature_version} |",
+        f"| feature network sha256 | {_sha_row(record.feature_sha256)} |",
         f"| FID floor (validation vs test) | {_fmt(floor, '.2f')} |",
         *_init_rows(record.init),
         "",
@@ -178,3 +179,12 @@ def reproduce_command(
     if init_member is not None:
         words += ["--init-member", str(init_member)]
     return shlex.join(words)
+
+
+def _sha_row(sha256: str | None) -> str:
+    """The network's file sha256, or what an older study's network is (docs/scoring.md)."""
+    return (
+        f"`{sha256}`"
+        if sha256
+        else "none stored: trained on each machine (a study made before genopt stored it)"
+    )

@@ -28,6 +28,7 @@ class StudyRecord:
     fid_floor: float | None = None
     feature_accuracy: float | None = None
     feature_version: int = 1
+    feature_sha256: str | None = None
     init: dict[str, Any] | None = None
     stopped: str | None = None
 
@@ -45,6 +46,7 @@ class StudyRecord:
             fid_floor=user_attrs.get(A.FID_FLOOR_ATTR),
             feature_accuracy=user_attrs.get(A.FEATURE_ACCURACY_ATTR),
             feature_version=int(user_attrs.get(A.FEATURE_VERSION_ATTR, 1)),
+            feature_sha256=user_attrs.get(A.FEATURE_SHA256_ATTR),
             init=user_attrs.get(A.INIT_ATTR),
             stopped=user_attrs.get(A.STOPPED_ATTR),
         )
@@ -78,6 +80,7 @@ class TrialRecord:
     images_per_second: float | None = None
     precision: str | None = None
     feature_version: int | None = None
+    feature_sha256: str | None = None
     loss_history: list[list[float]] = field(default_factory=list)
     stop_reason: str | None = None
     reason: str | None = None
@@ -104,6 +107,7 @@ class TrialRecord:
             images_per_second=u.get(A.IMAGES_PER_SECOND_ATTR),
             precision=u.get(A.PRECISION_ATTR),
             feature_version=u.get(A.TRIAL_FEATURE_VERSION_ATTR),
+            feature_sha256=u.get(A.TRIAL_FEATURE_SHA256_ATTR),
             loss_history=u.get(A.LOSS_HISTORY_ATTR) or [],
             stop_reason=u.get(A.STOP_REASON_ATTR),
             reason=u.get(A.REASON_ATTR),

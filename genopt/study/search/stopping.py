@@ -118,13 +118,13 @@ def trial_budget(study: optuna.Study, spec: StudySpec, trials: int | str) -> tup
     run's reason, since the study goes on past it.
     """
     if StudyRecord.of(study).stopped:
-        _record_stop(study, None)
+        record_stop(study, None)
     if trials != AUTO:
         return int(trials), None
     rule = Stagnation.of(spec)
     reason = rule.verdict(study, spec.objective_name)
     if reason is not None:
-        _record_stop(study, reason)
+        record_stop(study, reason)
         return 0, rule
     finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
     return rule.max_trials - finished, rule
@@ -136,14 +136,15 @@ def stop_when(rule: Stagnation, objective: str) -> Callable[[optuna.Study, Froze
     def stop(study: optuna.Study, trial: FrozenTrial) -> None:
         reason = rule.verdict(study, objective)
         if reason is not None:
-            _record_stop(study, reason)
+            record_stop(study, reason)
             study.stop()
 
     return stop
 
 
-def _record_stop(study: optuna.Study, reason: str | None) -> None:
-    """Record why the study stopped (None: it goes on after all) in its attributes and its note."""
+def record_stop(study: optuna.Study, reason: str | None) -> None:
+    """Record why the study stopped (None: it goes on after all) in its attributes and its note: the
+    ``auto`` rule's verdict here, or a time budget or a signal (``genopt.study.optimize``)."""
     study.set_user_attr(STOPPED_ATTR, reason)
     optuna_dashboard.save_note(study, with_stop(optuna_dashboard.get_note(study), reason))
     if reason is not None:

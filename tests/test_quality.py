@@ -7,6 +7,7 @@ say which epoch should win.
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -42,6 +43,7 @@ class ScriptedScores:
     what the generator drew from the evaluation noise at that call."""
 
     feature_version = 2
+    feature_net = SimpleNamespace(sha256="0" * 64)  # what a trial records of the network that scored it
 
     def __init__(self, values: list[float], accuracy: float):
         self.values, self.accuracy, self.drawn = list(values), accuracy, []

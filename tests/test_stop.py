@@ -111,7 +111,7 @@ def test_the_bar_shows_the_running_trial_and_the_time_left(monkeypatch):
     progress.running(3, 4, 15, 45.123)
     assert progress.postfix() == "trial 3 epoch 4/15, best 45.12, ~11m left | budget 26m left"
     now[0] += 20 * 60  # the trial would need more than the budget leaves: it stops with the budget
-    assert progress.postfix() == "trial 3 epoch 4/15, best 45.12, ~6m left | budget 6m left"
+    assert progress.postfix() == "trial 3 epoch 4/15, best 45.12, ~6m00s left | budget 6m00s left"
 
 
 def test_the_last_lines_name_the_commands_to_browse_and_export_the_study():

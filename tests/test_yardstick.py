@@ -191,8 +191,11 @@ def test_one_generator_scored_in_two_fresh_caches_gets_bit_identical_scores(geno
     script = SCORE.format(tests=str(ROOT / "tests"))
     runs = [
         subprocess.Popen(
-            [sys.executable, "-c", script], env=os.environ | machine(tmp_path, name, genopt_home),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [sys.executable, "-c", script],
+            env=os.environ | machine(tmp_path, name, genopt_home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )  # fmt: skip
         for name in ("first", "second")
     ]

@@ -171,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
         retrain_feature_net=args.retrain_feature_net,
         stop=stop,
     )
-    print(study_summary(result.study, fid_floor=result.fid_floor, feature_accuracy=result.feature_accuracy))
+    floor, accuracy = result.fid_floor, result.feature_accuracy
+    print(study_summary(result.study, fid_floor=floor, feature_accuracy=accuracy, timeout=args.timeout))
     print(next_steps(name, args.storage or default_storage_url(), program=program()), flush=True)
     return exit_status(args.command, stop, result.study)

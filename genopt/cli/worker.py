@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.worker_index is not None:  # local workers: genopt study prints one summary for all
         return EXIT_STOPPED if stop.by_signal else 0
-    print(study_summary(result.study, fid_floor=result.fid_floor, feature_accuracy=result.feature_accuracy))
+    floor, accuracy = result.fid_floor, result.feature_accuracy
+    print(study_summary(result.study, fid_floor=floor, feature_accuracy=accuracy, timeout=args.timeout))
     print(next_steps(args.study, args.storage or default_storage_url(), program=program()), flush=True)
     return exit_status(args.command, stop, result.study)

@@ -55,9 +55,10 @@ def optimize(
     With a stopping ``rule`` (``--trials auto``), the run also ends once the rule says the study has
     converged or is at its cap; the study records why (``STOPPED_ATTR``) and its note says so.
 
-    With a ``stop`` (the objective's own, so that training asks it), SIGINT and SIGTERM are caught
-    while trials run: no trial starts once it has a reason (the time budget spent, a first signal),
-    and the study records why, as for ``rule``. A second signal raises ``KeyboardInterrupt``.
+    SIGINT and SIGTERM are caught while trials run, into ``stop`` (default: the objective's, else
+    none; an ``Objective`` is given it, so that its training and scoring ask it): no trial starts
+    once it has a reason (its time budget spent, a first signal), and the study records why, as for
+    ``rule``. A second signal raises ``KeyboardInterrupt``.
     """
     # The per-trial lines below replace Optuna's own log line per trial.
     verbosity = optuna.logging.get_verbosity()
@@ -65,7 +66,8 @@ def optimize(
     handlers, quiet = logging.getLogger("optuna").handlers, _QuietUserErrors()
     for handler in handlers:
         handler.addFilter(quiet)
-    stop = stop if stop is not None else Stop()
+    ours = isinstance(objective, Objective)  # its training and scoring ask the run's stop
+    stop = stop if stop is not None else objective.stop if ours else Stop()
     watch = _TrialWatch(objective)
     callbacks = [watch.told, retain_best(store, keep)]
     if rule is not None:
@@ -73,8 +75,8 @@ def optimize(
     callbacks.append(lambda study, trial: study.stop() if stop() else None)
     try:
         with TrialProgress(trials, bar=progress, stop=stop) as progress_callback, stop.on_signals():
-            if isinstance(objective, Objective):
-                objective.progress = progress_callback.running
+            if ours:
+                objective.stop, objective.progress = stop, progress_callback.running
             while watch.done < trials and not stop():
                 try:
                     study.optimize(
@@ -91,9 +93,11 @@ def optimize(
                         raise
                     tqdm.write(lost, file=sys.stdout)
                     progress_callback.bar.update(1)
-        if stop():
+        if stop.why is not None and (watch.done < trials or stop.cut):  # it ended the run, not the trials
             record_stop(study, stop.ended())
     finally:
+        if ours:
+            objective.progress = None  # the bar is closed
         optuna.logging.set_verbosity(verbosity)
         for handler in handlers:
             handler.removeFilter(quiet)

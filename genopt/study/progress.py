@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from genopt.spec import format_params
 from genopt.study.record.note import data_line, feature_task
 from genopt.study.record.records import StudyRecord, TrialRecord, best_trial, format_scores
-from genopt.study.stop import Stop, format_left
+from genopt.study.stop import Stop, format_duration, format_left
 
 
 def trial_line(trial: FrozenTrial) -> str:
@@ -115,8 +115,12 @@ class TrialProgress:
             self.bar.set_postfix_str(self.postfix())
 
 
-def study_summary(study: optuna.Study, *, fid_floor: float, feature_accuracy: float) -> str:
-    """The short table printed at the end of a run: trial counts, the best trial, the floor."""
+def study_summary(
+    study: optuna.Study, *, fid_floor: float, feature_accuracy: float, timeout: float | None = None
+) -> str:
+    """The short table printed at the end of a run: trial counts, the best trial, the floor, and what
+    ended the run when it was not its trials (``--trials auto``, the time budget, a signal); with a
+    ``timeout`` (seconds) that did not end it, that the trials ran within it."""
     states = [t.state for t in study.trials]
     counts = ", ".join(f"{states.count(s)} {s.name.lower()}" for s in TrialState if states.count(s))
     lines = [f"study {study.study_name}: {len(states)} trials ({counts})"]
@@ -142,6 +146,8 @@ def study_summary(study: optuna.Study, *, fid_floor: float, feature_accuracy: fl
         lines.append(f"  {'images':<22}{data_line(dataset)}")
     if record.stopped:  # "stopped by SIGTERM: ..." reads "stopped   by SIGTERM: ..."
         lines.append(f"  {'stopped':<22}{record.stopped.removeprefix('stopped ')}")
+    elif timeout is not None:
+        lines.append(f"  {'ended':<22}its trials ran within the time budget ({format_duration(timeout)})")
     return "\n".join(lines)
 
 

@@ -294,5 +294,5 @@ def _run_here(
             keep=spec.keep_checkpoints,
             progress=progress,
             rule=rule,
-            stop=objective.stop,
+            stop=stop,
         )

@@ -70,11 +70,12 @@ def format_duration(seconds: float) -> str:
 
 
 def format_left(seconds: float) -> str:
-    """A time left for a person, rounded up to what matters: ``1h05m``, ``6m``, ``45s``."""
+    """A time left for a person, rounded up to what matters: ``1h05m``, ``26m``, ``6m05s``, ``45s``."""
     seconds = max(0, math.ceil(seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{math.ceil(seconds % 3600 / 60):02d}m"
-    return f"{math.ceil(seconds / 60)}m" if seconds >= 60 else f"{seconds}s"
+    if seconds >= 600:
+        minutes = math.ceil(seconds / 60)
+        return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 class Stop:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -88,7 +89,9 @@ def test_a_worker_killed_mid_trial_is_retried_and_no_finished_trial_is_lost(tmp_
     pause = tmp_path / "pause"
     paused = {"GENOPT_TEST_PAUSE_TRIAL": "1", "GENOPT_TEST_PAUSE_FILE": str(pause)}
     command = [GENOPT, "study", "--storage", url, "--trials", "3", *budget]
-    process = subprocess.Popen(command, env=os.environ | FAST_HEARTBEAT | paused, stdout=subprocess.DEVNULL)
+    log = tmp_path / "log"  # stdout to a file, as a scheduler keeps it: block-buffered unless flushed
+    with log.open("w") as out:
+        process = subprocess.Popen(command, env=os.environ | FAST_HEARTBEAT | paused, stdout=out)
     try:
         wait_for(pause.exists, timeout=300)
         wait_for(lambda: bool(running(url)))
@@ -98,6 +101,10 @@ def test_a_worker_killed_mid_trial_is_retried_and_no_finished_trial_is_lost(tmp_
     before = trials_of(url)
     killed = before[-1].number
     assert [t.state for t in before] == [TrialState.COMPLETE] * killed + [TrialState.RUNNING]
+    # A SIGKILL flushes nothing: each finished trial's line was in the log as soon as it finished.
+    assert re.findall(r"^trial +(\d+) +complete", log.read_text(), flags=re.M) == [
+        str(n) for n in range(killed)
+    ]
 
     time.sleep(5)  # past the grace period: the restarted study finds the trial stale at once
     again = genopt("study", "--storage", url, "--trials", str(3 - killed), *budget, env=FAST_HEARTBEAT)

@@ -152,7 +152,7 @@ def run_one(candidate: str, seed: int, args, folder: Path) -> Run:
         process.wait(timeout=args.budget * 60)
     except subprocess.TimeoutExpired:
         run.stopped = "budget"
-        process.send_signal(signal.SIGINT)  # genopt records the running trial as interrupted
+        process.send_signal(signal.SIGINT)  # genopt stops; the running trial keeps its best epoch
         try:
             process.wait(timeout=120)
         except subprocess.TimeoutExpired:
@@ -164,7 +164,7 @@ def run_one(candidate: str, seed: int, args, folder: Path) -> Run:
         sys.exit(f"time_to_quality: {' '.join(command)} failed; see {log.name}")
     study = optuna.load_study(study_name=name, storage=storage)
     run.bar = bar(study)
-    # a trial that ends while the interrupted study winds down is past the budget
+    # the trial the stop cut short completes after the budget: a point past it, left out
     run.points = [p for p in points(study, launched, *run.bar) if p.minutes <= args.budget]
     out = folder / f"{name}.pt"
     ensemble = [str(GENOPT), "ensemble", "--study", name, "--out", str(out), *common]

@@ -271,10 +271,4 @@ def network_by_sha256(
     return net.to(device)
 
 
-def forget() -> None:
-    """Drop every network this process holds (tests: a fresh process's view of its caches)."""
-    _MEMORY.clear()
-    _FILES.clear()
-
-
 __all__ = ["SHIPPED", "Shipped", "feature_network", "file_of", "net_file", "network_by_sha256", "sha256_of"]

@@ -13,7 +13,8 @@ import fcntl
 import io
 import os
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +70,12 @@ def plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
     return value
+
+
+def hold_while_exists(path: str | Path, *, released: Callable[[], object] = lambda: False) -> None:
+    """Create ``path`` and wait while it exists and ``released()`` is false: the tests' pause points
+    (a test removes the file to let the process go on, or signals or kills it meanwhile)."""
+    pause = Path(path)
+    pause.touch()
+    while pause.exists() and not released():
+        time.sleep(0.05)

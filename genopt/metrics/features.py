@@ -190,8 +190,12 @@ def feature_cache_key(dataset: Dataset, recipe: dict[str, Any] | None = None) ->
         # Only here: a labelled net's key must stay the one stored studies were scored under.
         named["task"] = task_of(dataset)
     blob = json.dumps(named, sort_keys=True)
-    safe_name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in dataset.name)
-    return f"{safe_name}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+    return f"{file_safe(dataset.name)}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+
+def file_safe(name: str) -> str:
+    """``name`` with every character but letters, digits, ``-`` and ``_`` replaced by ``_``."""
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
 
 
 @torch.no_grad()

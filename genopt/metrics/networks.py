@@ -40,6 +40,7 @@ from genopt.metrics.features import (
     FeatureNet,
     build_feature_net,
     feature_cache_key,
+    file_safe,
     recipe_of,
     task_of,
     train_feature_net,
@@ -116,7 +117,15 @@ def file_of(net: FeatureNet) -> bytes:
 
 def _from_file(data: bytes, dataset: Dataset, *, origin: str) -> FeatureNet:
     """The network in ``data`` (already verified), checked to fit ``dataset``."""
-    record: dict[str, Any] = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    return _from_record(_read(data), data, dataset, origin=origin)
+
+
+def _read(data: bytes) -> dict[str, Any]:
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+def _from_record(record: dict[str, Any], data: bytes, dataset: Dataset, *, origin: str) -> FeatureNet:
+    """The network ``record`` (``data`` read), checked to fit ``dataset``."""
     if record.get("format") != NET_FORMAT:
         raise GenoptError(f"{origin}: not a genopt feature network file ({NET_FORMAT})")
     try:
@@ -141,8 +150,7 @@ def _keep(net: FeatureNet, data: bytes, dataset: Dataset, origin: str) -> Featur
     """``net`` named by its file, in eval mode, remembered for this process."""
     sha = sha256_of(data)
     net.sha256, net.origin = sha, origin
-    safe_name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in dataset.name)
-    net.cache_key = f"{safe_name}-{sha[:16]}"  # reference statistics are per network, never shared
+    net.cache_key = f"{file_safe(dataset.name)}-{sha[:16]}"  # reference statistics: per network, never shared
     net.requires_grad_(False).eval().to(memory_format=torch.channels_last)
     _MEMORY[sha], _FILES[sha] = net, data
     return net
@@ -183,9 +191,9 @@ def _trained_here(dataset: Dataset, version: int, device: torch.device) -> Featu
     with file_lock(path.with_suffix(".lock")):
         if path.exists():
             data = path.read_bytes()
-            saved = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            saved = _read(data)
             if saved.get("format") == NET_FORMAT:
-                return _from_file(data, dataset, origin=origin)
+                return _from_record(saved, data, dataset, origin=origin)
             # A cache written before networks were files of their own: its weights, in today's file.
             net = build_feature_net(dataset, recipe)
             net.load_state_dict(saved["state_dict"])

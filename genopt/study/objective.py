@@ -13,13 +13,13 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
 
 from genopt.data import Dataset
+from genopt.files import hold_while_exists
 from genopt.metrics import EVAL_NOISE_SEED, FidEvaluator, Scores
 from genopt.metrics.scores import SCORES
 from genopt.models import Generator
@@ -278,10 +278,7 @@ def _pause_for_tests(number: int, *, epoch: int = 0, stop: Stop) -> None:
         return
     if os.environ.get("GENOPT_TEST_PAUSE_EPOCH", "0") != str(epoch):
         return
-    pause = Path(path)
-    pause.touch()
-    while pause.exists() and not stop():
-        time.sleep(0.05)
+    hold_while_exists(path, released=stop)
 
 
 def _copy_state(generator: Generator) -> dict[str, torch.Tensor]:

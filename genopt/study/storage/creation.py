@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import optuna
 from optuna.exceptions import DuplicatedStudyError
 
 from genopt.errors import GenoptError
+from genopt.files import hold_while_exists
 from genopt.study.record.records import StudyRecord
 
 # How long a process waits for another to finish recording a study it created: an upload of the
@@ -80,9 +80,5 @@ def _pause_for_tests(variable: str) -> None:
     process against it meanwhile: each interleaving of two creators, without a sleep
     (tests/test_yardstick.py)."""
     path = os.environ.get(variable)
-    if path is None:
-        return
-    pause = Path(path)
-    pause.touch()
-    while pause.exists():
-        time.sleep(0.05)
+    if path is not None:
+        hold_while_exists(path)

@@ -13,15 +13,26 @@ from genopt.study.search.stopping import Stagnation
 RULE = Stagnation(patience=3, min_improvement=0.01, max_trials=10)
 
 
-def test_the_rule_waits_out_its_patience_after_the_last_meaningful_gain():
-    assert RULE.stops_after([100, 90, 80]) is None
-    # 80 is the last gain of at least 1 %: three scored trials later the study has converged
+def test_the_rule_stops_when_the_best_gained_at_most_the_threshold_over_the_last_patience_trials():
+    assert RULE.stops_after([100, 90, 80]) is None  # it needs patience + 1 scored trials
+    # the last three trials took the best from 80 to 79.5, a gain under 1 %: converged
     assert RULE.stops_after([100, 90, 80, 85, 79.5, 81]) == 6
-    # a gain of 2 % restarts the count; unscored trials do not count toward the patience
+    # unscored trials do not count toward the patience
     assert RULE.stops_after([100, 99.5, 99.6, 97.5, None, 97.4, 98, 97.3]) == 8
     assert RULE.stops_after([]) is None
     assert Stagnation(1, 0.0, 10).stops_after([5, 5]) == 2  # an equal value is no gain
     assert RULE.stops_after([100 - i for i in range(12)]) == 10  # the cap, however it improves
+
+
+def test_steady_small_gains_that_add_up_over_the_window_keep_the_study_going():
+    # 0.3 % a trial, under the shipped threshold of 0.5 % each time, 7 % over 25 trials: the best is
+    # still moving, so the study goes on to its cap
+    shipped = Stagnation(patience=25, min_improvement=0.005, max_trials=100)
+    steady = [100 * 0.997**i for i in range(120)]
+    assert shipped.stops_after(steady) == 100
+    # when the gains end at trial 40, the first window of 25 holding less than 0.5 % ends at trial 64
+    # (its one gain, trial 40's, is 0.3 %)
+    assert shipped.stops_after(steady[:40] + [steady[39]] * 60) == 64
 
 
 def study_with(values: list[float], pruned: int = 0) -> optuna.Study:
@@ -37,7 +48,7 @@ def test_the_verdict_names_the_best_value_the_patience_and_the_cap():
     assert RULE.verdict(study_with([100, 90, 80]), "fid") is None
     reason = RULE.verdict(study_with([100, 90, 80, 85, 81, 82]), "fid")
     assert reason == (
-        "converged: the best fid (80) gained less than 1 % over the last 3 scored trials "
+        "converged: the best fid (80) gained at most 1 % over the last 3 scored trials "
         "(6 trials in all, the cap is 10)"
     )
     # pruned trials count toward the cap, not toward the patience

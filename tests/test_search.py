@@ -292,3 +292,8 @@ def test_a_replayed_search_reaches_the_reference_within_the_tolerance():
     assert search_efficiency.ratios([close], [reference], 2) == [0.25]
     assert search_efficiency.ratios([close], [reference], 2, tolerance=0.0) == [0.5]
     assert search_efficiency.ratios([off], [reference], 2) == [float("inf")]
+    # the tolerance serves both sides: a reference that comes within 1 % of its best in its first
+    # trial needs only that trial's compute
+    early = [(100, 1.0, 10.05), (100, 1.0, 10.0)]
+    assert search_efficiency.ratios([close], [early], 2) == [0.5]
+    assert search_efficiency.ratios([close], [early], 2, tolerance=0.0) == [0.5]

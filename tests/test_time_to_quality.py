@@ -39,3 +39,23 @@ def test_points_follow_the_best_trial_and_the_bar(tiny_study):
     assert not ttq.points(study, launched, 0.0, best.user_attrs["intra_fid"] * 0.999)[-1].met
     run = ttq.Run("default", 0, points=ttq.points(study, launched, 2.0, math.inf))
     assert run.ttq == math.inf
+
+
+def test_trials_from_before_the_launch_never_count(tiny_study):
+    # a resumed study: the launch came after some trials had started, and those are neither points
+    # (with negative minutes) nor the best so far
+    study = optuna.load_study(study_name=tiny_study.name, storage=tiny_study.url)
+    trials = sorted((t for t in study.trials if t.state.is_finished()), key=lambda t: t.datetime_start)
+    launched = trials[-1].datetime_start
+    later = ttq.points(study, launched, 0.0, math.inf)
+    assert [p.trial for p in later] == [trials[-1].number]
+    assert later[0].best_trial == trials[-1].number
+    assert later[0].minutes >= 0
+
+
+def test_a_failed_export_makes_the_lowest_accuracy_nan_not_another_seeds():
+    assert math.isnan(ttq.lowest([0.99, math.nan]))
+    assert math.isnan(ttq.lowest([math.nan, 0.99]))
+    assert ttq.lowest([0.99, 0.985]) == 0.985
+    failed = ttq.Run("default", 1)  # no export
+    assert math.isnan(ttq.exported(failed, "test", "label_accuracy"))

@@ -223,7 +223,7 @@ FIELDS: tuple[Field, ...] = (
     Field("image_size", "data", int, None, article=None, range=Range(4), optional=True),
     # "auto": 3 when any image has colour, else 1.
     Field("channels", "data", str, "auto", article="auto", choices=CHANNELS),
-    # [search], --trials auto (genopt.study.search.stopping): stop once the best value has gained less than
+    # [search], --trials auto (genopt.study.search.stopping): stop once the best value has gained at most
     # auto_min_improvement (relative) over the last auto_patience scored trials, or at auto_max_trials.
     # Chosen by replay (docs/benchmarks.md).
     Field("auto_patience", "search", int, 25, article=25, range=AT_LEAST_1),

@@ -34,13 +34,15 @@ AUTO = "auto"
 
 @dataclass(frozen=True)
 class Stagnation:
-    """Stop once the best value has gained less than ``min_improvement`` (relative) over the last
+    """Stop once the best value has gained at most ``min_improvement`` (relative) over the last
     ``patience`` scored trials, or once the study holds ``max_trials`` finished trials.
 
     Attributes:
-        patience: scored trials that must pass without a meaningful gain; also the least number of
-            scored trials before the rule may say "converged".
-        min_improvement: the relative gain that counts, e.g. 0.01 for 1 %.
+        patience: the window of scored trials over which the best must gain more than
+            ``min_improvement``; the rule says "converged" after ``patience + 1`` scored trials at
+            the earliest.
+        min_improvement: the relative gain over the window that keeps the study going, e.g. 0.01
+            for 1 %.
         max_trials: the cap, however the search goes.
     """
 
@@ -52,15 +54,18 @@ class Stagnation:
     def of(cls, spec: StudySpec) -> Stagnation:
         return cls(spec.auto_patience, spec.auto_min_improvement, spec.auto_max_trials)
 
-    def _best_at(self, values: Sequence[float]) -> list[int]:
-        """For each prefix of ``values``, the 1-based position of its last meaningful gain."""
-        out, best_at, best = [], 0, math.inf
-        for i, value in enumerate(values, start=1):
-            if not math.isfinite(best) or value < best * (1 - self.min_improvement):
-                best_at = i
-            best = min(best, value)
-            out.append(best_at)
-        return out
+    def stagnant(self, scored: Sequence[float]) -> bool:
+        """Whether the best of ``scored`` (finite values, lower is better, in the order the trials
+        finished) gained at most ``min_improvement`` over its last ``patience`` values: the best
+        now against the best before them. Fewer than ``patience + 1`` values are never stagnant.
+
+        The gain is over the whole window, so steady small gains that add up to more than the
+        threshold keep the study going even when no single one reaches it.
+        """
+        if len(scored) <= self.patience:
+            return False
+        before = min(scored[: len(scored) - self.patience])
+        return min(scored) >= before * (1 - self.min_improvement)
 
     def stops_after(self, values: Sequence[float | None]) -> int | None:
         """After how many finished trials the rule first stops a study, else None (it would go on).
@@ -73,7 +78,7 @@ class Stagnation:
         for i, value in enumerate(values, start=1):
             if value is not None and math.isfinite(value):
                 scored.append(value)
-            if i >= self.max_trials or (scored and len(scored) - self._best_at(scored)[-1] >= self.patience):
+            if i >= self.max_trials or self.stagnant(scored):
                 return i
         return None
 
@@ -85,10 +90,10 @@ class Stagnation:
             return f"stopped at the cap of {self.max_trials} trials"
         done = sorted((t for t in finished if t.state == TrialState.COMPLETE), key=_finished_order)
         values = [t.value for t in done if t.value is not None and math.isfinite(t.value)]
-        if not values or len(values) - self._best_at(values)[-1] < self.patience:
+        if not self.stagnant(values):
             return None
         return (
-            f"converged: the best {objective} ({min(values):.4g}) gained less than "
+            f"converged: the best {objective} ({min(values):.4g}) gained at most "
             f"{100 * self.min_improvement:g} % over the last {self.patience} scored trials "
             f"({len(finished)} trials in all, the cap is {self.max_trials})"
         )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
+import urllib.error
 import urllib.request
 
 import pytest
@@ -75,9 +77,13 @@ def test_dashboard_lists_each_trials_sample_grid_and_history_and_shows_the_note(
         artifacts = {a["filename"]: a for a in trial["artifacts"]}
         attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
         grid = artifacts[f"samples-trial{trial['number']}.png"]
-        history = artifacts[f"history-trial{trial['number']}.csv"]
+        history = artifacts[f"training-trial{trial['number']}.csv"]
         assert grid["mimetype"] == "image/png" and attrs["samples"] == grid["artifact_id"]
         assert attrs["history_csv"] == history["artifact_id"]
+        # The grid is the trial's first artifact, as listed and by name: the trial selection shows
+        # each selected trial's first artifact, and the trial page lists them by name.
+        assert trial["artifacts"][0] == grid
+        assert min(artifacts) == grid["filename"]
 
         base = f"{dashboard}/artifacts/{study_id}/{trial['trial_id']}"
         png, content_type = get(f"{base}/{grid['artifact_id']}")
@@ -97,3 +103,18 @@ def test_a_cgan_grid_has_one_row_per_class():
     pad, side = 2 * GRID_SCALE, 28 * GRID_SCALE
     assert grid.shape == (3, pad + 10 * (side + pad), pad + GRID_COLUMNS * (side + pad))
     assert torch.equal(grid, sample_grid(generator)), "the same generator must draw the same grid"
+
+
+@pytest.mark.slow
+def test_dashboard_draws_the_notes_picture_of_the_best_trials_side_by_side(dashboard, tiny_study):
+    from PIL import Image
+
+    from genopt.study.record.note import comparison_url
+
+    png, content_type = get(f"{dashboard}{comparison_url(tiny_study.name)}")
+    assert content_type == "image/png" and png.startswith(PNG_MAGIC)
+    # Four columns of ten class rows: far more than the one line drawn before any trial finished.
+    width, height = Image.open(io.BytesIO(png)).size
+    assert width > 600 and height > 500
+    with pytest.raises(urllib.error.HTTPError, match="404"):
+        get(f"{dashboard}{comparison_url('no-such-study')}")

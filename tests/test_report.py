@@ -51,6 +51,9 @@ def test_report_draws_every_figure_and_the_ensemble_that_genopt_ensemble_exporte
         assert f">{described['scores']['mixture'][split]['fid']:.2f}<" in section
     members = ", ".join(f"trial {m['trial_number']} ({m['weight']:.2f})" for m in described["members"])
     assert members in section
+    # The best trials side by side, and in the ensemble's section the export beside its members.
+    assert "<h2>The best trials side by side</h2>" in page
+    assert f"src='{FIGURES['ensemble'].file}'" in section
     assert "http" not in page.split("</style>")[1], "the page must work offline"
 
 

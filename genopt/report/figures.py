@@ -2,7 +2,8 @@
 
 Every plot comes from Optuna's own ``optuna.visualization.matplotlib``; this module only lays them
 out. The best trial's samples are its stored sample grid, or drawn from its kept checkpoint when
-the study predates sample grids.
+the study predates sample grids. The best trials, and the export beside its members, are drawn
+side by side from the same noise (``genopt.report.compare``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from optuna.trial import FrozenTrial
 from genopt import paths
 from genopt.checkpoints import Description, load_trial_checkpoint, read_description
 from genopt.ensemble.export import default_path
+from genopt.ensemble.generator import load_ensemble
 from genopt.errors import GenoptError
+from genopt.files import atomic_write
 from genopt.grid import save_grid
 from genopt.metrics.scores import SCORES
+from genopt.report.compare import TOP, draw_export, draw_trials, top_trials
 from genopt.report.html import render_html
 from genopt.study.record.facts import stored_spec, study_artifact_store
 from genopt.study.record.records import TrialRecord, best_trial
@@ -69,6 +73,19 @@ FIGURES = {
     ),
     "samples": Figure(
         "best-samples.png", "The best trial's samples", "Fixed noise; for a cGAN one row per class."
+    ),
+    "compare": Figure(
+        "best-trials-side-by-side.png",
+        "The best trials side by side",
+        f"The same noise and the same labels through the generators of the (at most {TOP}) best trials "
+        "that kept a checkpoint, best first, so every difference is the generator's: a column per trial, "
+        "headed by its number, scores and parameters; for a cGAN a row per class.",
+    ),
+    "ensemble": Figure(
+        "ensemble-beside-members.png",
+        "The ensemble beside its members",
+        "Each member of the export (its weight below its parameters), then the export itself, all "
+        "fed the same noise and labels.",
     ),
 }
 
@@ -121,7 +138,21 @@ def write_report(
         made["samples"] = FIGURES["samples"]
     else:
         missing["samples"] = f"{FIGURES['samples'].title}: {reason}"
+    export = Path(export) if export is not None else default_path(study_name)
+    for key, draw in (
+        ("compare", lambda: _top(study, store)),
+        ("ensemble", lambda: _beside(export, study)),
+    ):
+        try:
+            picture = draw()
+        except GenoptError as exc:
+            missing[key] = f"{FIGURES[key].title}: {exc}"
+            continue
+        if picture is not None:
+            atomic_write(out_dir / FIGURES[key].file, picture.png())
+            made[key] = FIGURES[key]
 
+    ensemble_figure = made.pop("ensemble", None)
     html = render_html(
         study_name=study_name,
         study_attrs=study.user_attrs,
@@ -129,7 +160,8 @@ def write_report(
         best=best,
         figures=list(made.values()),
         missing=list(missing.values()),
-        ensemble=_export(Path(export) if export is not None else default_path(study_name)),
+        ensemble=_export(export),
+        ensemble_figure=ensemble_figure,
     )
     index = out_dir / "index.html"
     index.write_text(html)
@@ -144,6 +176,25 @@ def _export(path: Path) -> Description | str | None:
         return read_description(path)
     except GenoptError as exc:
         return str(exc)
+
+
+def _top(study: optuna.Study, store):
+    numbers = top_trials(study, store, TOP)
+    if not numbers:
+        raise GenoptError("no complete trial has a stored checkpoint yet")
+    return draw_trials(study, store, numbers)
+
+
+def _beside(export: Path, study: optuna.Study):
+    """The export beside its members, or None when there is no export (or it cannot be read: the
+    report's Ensemble section says why)."""
+    if not export.with_suffix(".json").is_file():
+        return None
+    try:
+        ensemble = load_ensemble(export)
+    except GenoptError:
+        return None
+    return draw_export(ensemble, study=study)
 
 
 def _best_samples(best: FrozenTrial, store, path: Path) -> str | None:

@@ -32,10 +32,12 @@ def render_html(
     figures: list,
     missing: list[str],
     ensemble: Description | str | None,
+    ensemble_figure=None,
 ) -> str:
     """The whole page; ``figures`` are ``report.Figure``s whose files lie beside it.
 
-    ``ensemble`` is the study's export description, a one-line reason it cannot be read, or None.
+    ``ensemble`` is the study's export description, a one-line reason it cannot be read, or None;
+    ``ensemble_figure`` the figure of the export beside its members, shown in its section.
     """
     e = html.escape
     record = StudyRecord.from_attrs(study_attrs)
@@ -73,17 +75,23 @@ def render_html(
         _table(["", ""], [[k, "" if v is None else v] for k, v in facts], header=False),
     ]
     for figure in figures:
-        parts.append(
-            f"<h2>{e(figure.title)}</h2><figure><img src='{e(figure.file)}' alt='{e(figure.title)}'>"
-            f"<figcaption>{e(figure.caption)}</figcaption></figure>"
-        )
+        parts.append(f"<h2>{e(figure.title)}</h2>" + _figure(figure))
     for line in missing:
         parts.append(f"<p class='muted'>{e(line)}</p>")
     if ensemble is not None:
-        parts.append("<h2>Ensemble</h2>" + _ensemble(ensemble))
+        shown = f"<h3>{e(ensemble_figure.title)}</h3>" + _figure(ensemble_figure) if ensemble_figure else ""
+        parts.append("<h2>Ensemble</h2>" + _ensemble(ensemble) + shown)
     parts.append("<h2>Trials</h2>" + _trials(trials))
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _figure(figure) -> str:
+    e = html.escape
+    return (
+        f"<figure><img src='{e(figure.file)}' alt='{e(figure.title)}'>"
+        f"<figcaption>{e(figure.caption)}</figcaption></figure>"
+    )
 
 
 def _ensemble(export: Description | str) -> str:

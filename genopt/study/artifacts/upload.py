@@ -11,6 +11,11 @@ fails an upload fails that trial alone (``ArtifactStoreUnavailable``, its ``reas
 next trial tries again.
 
 The store is any of Optuna's artifact stores: ``open_reader``, ``write`` and ``remove``.
+
+The file names put the sample grid first: optuna-dashboard lists a trial's artifacts by name, and
+``genopt dashboard`` lists the grid first in the trials' data too (``genopt.report.dashboard``), so
+the dashboard's trial selection shows each selected trial's grid, side by side. Every other name
+sorts after ``SAMPLES_FILE``'s.
 """
 
 from __future__ import annotations
@@ -34,6 +39,11 @@ from genopt.models import Discriminator, Generator
 from genopt.study.artifacts.stores import S3ArtifactStore
 from genopt.study.record.attrs import CHECKPOINT_ATTR, HISTORY_ATTR, REASON_ATTR, SAMPLES_ATTR
 from genopt.study.storage import optuna_private
+
+# A trial's files: its sample grid, its per-epoch training record and its generator's weights.
+SAMPLES_FILE = "samples-trial{}.png"
+HISTORY_FILE = "training-trial{}.csv"
+CHECKPOINT_FILE = "weights-trial{}.pt"
 
 
 def write_history(path: str, rows: Sequence[dict[str, Any]]) -> None:
@@ -61,8 +71,8 @@ def upload_trial_artifacts(trial: optuna.Trial, store, generator: Generator, his
         ArtifactStoreFull: the store has no room; the trial's ``reason`` says so.
     """
     with tempfile.TemporaryDirectory() as tmp:
-        grid = save_grid(generator, os.path.join(tmp, f"samples-trial{trial.number}.png"))
-        csv_path = os.path.join(tmp, f"history-trial{trial.number}.csv")
+        grid = save_grid(generator, os.path.join(tmp, SAMPLES_FILE.format(trial.number)))
+        csv_path = os.path.join(tmp, HISTORY_FILE.format(trial.number))
         write_history(csv_path, history)
         for attr, path, mimetype in ((SAMPLES_ATTR, grid, "image/png"), (HISTORY_ATTR, csv_path, "text/csv")):
             trial.set_user_attr(attr, upload(trial, store, str(path), mimetype))
@@ -83,7 +93,7 @@ def upload_checkpoint(
         ArtifactStoreFull: the store has no room; the trial's ``reason`` says so.
     """
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, f"generator-trial{trial.number}.pt")
+        path = os.path.join(tmp, CHECKPOINT_FILE.format(trial.number))
         save_trial_checkpoint(path, generator, discriminator=discriminator, **metadata)
         artifact_id = upload(trial, store, path, "application/x-pytorch")
     trial.set_user_attr(CHECKPOINT_ATTR, artifact_id)

@@ -1,12 +1,15 @@
 """The study note optuna-dashboard shows above a study: what was searched, on what, and how to read it.
 
 A pure function of the study's user attributes, so the note and the stored facts cannot disagree.
+Its picture of the best trials side by side is drawn when it is shown, by ``genopt dashboard`` at
+``comparison_url`` (``genopt.report.dashboard``), so it follows the study as trials finish.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -62,12 +65,39 @@ def study_note(study_name: str, user_attrs: dict[str, Any], command: str | None 
         "by the spec's pruner (or diverged: see their `stop_reason`); their curves end early.",
         "- Every trial has a sample grid (`samples`, fixed noise, one row per class for a cGAN) and its "
         "per-epoch losses and scores (`history_csv`) among its artifacts; the best ones also keep a "
-        "generator `checkpoint`.",
+        "generator `checkpoint`. The grid is each trial's first artifact: select trials and turn on "
+        "*Show Artifacts* to see their grids side by side.",
+        "",
+        *comparison_section(study_name),
     ]
     if command:
         lines += ["", "### Reproduce", "", "```sh", command, "```"]
     lines += ["", "### Spec", "", "```json", json.dumps(spec, indent=1, sort_keys=True), "```"]
     return "\n".join(lines) + "\n"
+
+
+# Where `genopt dashboard` draws a study's best trials side by side (genopt.report.dashboard).
+COMPARISON_PATH = "/genopt/compare.png"
+COMPARISON_HEADING = "### The best trials side by side"
+
+
+def comparison_url(study_name: str) -> str:
+    """The path at which ``genopt dashboard`` serves the picture of ``study_name``'s best trials."""
+    return f"{COMPARISON_PATH}?study={urllib.parse.quote(study_name, safe='')}"
+
+
+def comparison_section(study_name: str) -> list[str]:
+    """The note's lines that show the best trials side by side, drawn when the note is shown."""
+    return [
+        COMPARISON_HEADING,
+        "",
+        f"![The best trials side by side]({comparison_url(study_name)})",
+        "",
+        "The same noise and the same labels through the generators of the best trials that kept a "
+        "checkpoint, best first: a column per trial, headed by its number, scores and parameters; for a "
+        "cGAN a row per class. Drawn afresh as trials finish (reload the page); `genopt compare` draws "
+        "any trials, and an export beside its members.",
+    ]
 
 
 # What the feature network learns: the classes, or (data without classes) which of four rotations was

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import inspect
 import re
 from pathlib import Path
@@ -37,7 +38,22 @@ PRIVATE_NAMES = [
     "optuna.storages._rdb.models.TrialModel.datetime_complete",
     "optuna.storages._rdb.models.TrialModel.find_or_raise_by_id",
     "optuna.storages._rdb.models.TrialHeartbeatModel.trial_id",
+    "optuna.storages._rdb.models.TrialHeartbeatModel.heartbeat",
 ]
+# The gRPC proxy's private names (genopt.study.storage.proxy), which import grpc: checked where the
+# grpc extra is installed (it is in `make venv` and CI).
+GRPC_PRIVATE_NAMES = [
+    "optuna.storages._grpc.auto_generated.api_pb2_grpc.add_StorageServiceServicer_to_server",
+    "optuna.storages._grpc.auto_generated.api_pb2_grpc.StorageServiceStub",
+    "optuna.storages._grpc.servicer.OptunaStorageProxyService",
+    "optuna.storages._grpc.client.GrpcClientCache",
+    "optuna.storages.GrpcStorageProxy._setup",
+]
+# What GrpcStorageClient._setup sets for Optuna's client methods to use: the channel, the stub, the cache.
+GRPC_INSTANCE_NAMES = ("_channel", "_stub", "_cache")
+needs_grpc = pytest.mark.skipif(
+    importlib.util.find_spec("grpc") is None, reason="gRPC is not installed (the grpc extra)"
+)
 # Attributes set on instances (so checked on real ones below): what each holds.
 INSTANCE_NAMES = {
     "_trial_id": "Trial and FrozenTrial: the storage's id",
@@ -73,6 +89,24 @@ def test_each_private_name_still_exists_in_the_installed_optuna(dotted):
             f"Optuna {optuna.__version__} has no {dotted} ({exc}): fix "
             "genopt/study/storage/optuna_private.py, then the pin in pyproject.toml"
         )
+
+
+@needs_grpc
+@pytest.mark.parametrize("dotted", GRPC_PRIVATE_NAMES)
+def test_each_private_grpc_name_still_exists_in_the_installed_optuna(dotted):
+    test_each_private_name_still_exists_in_the_installed_optuna(dotted)
+
+
+def test_optunas_grpc_client_still_sets_itself_up_in_setup_and_calls_what_it_set():
+    # genopt's client replaces _setup to choose the channel and wrap the stub; if Optuna's client
+    # stopped calling it, or read its channel, stub or cache by other names, the proxy's patience
+    # with a restarted proxy and its heartbeats would be lost.
+    client = optuna.storages.GrpcStorageProxy
+    assert "self._setup()" in inspect.getsource(client.__init__)
+    assert "self._setup()" in inspect.getsource(client.__setstate__)
+    source = inspect.getsource(client)
+    for name in GRPC_INSTANCE_NAMES:
+        assert f"self.{name}" in source, name
 
 
 def test_optuna_still_asks_a_storage_for_its_stale_trials_by_that_name():
@@ -126,12 +160,15 @@ def test_every_private_name_the_module_uses_is_checked_here():
         for node in ast.walk(tree)
         if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
     }
+    checked = PRIVATE_NAMES + GRPC_PRIVATE_NAMES
     unchecked = {
         name
         for name in imported
-        if "._" in name and not any(p == name or p.startswith(name + ".") for p in PRIVATE_NAMES)
+        if "._" in name and not any(p == name or p.startswith(name + ".") for p in checked)
     }
-    unchecked |= attributes - set(INSTANCE_NAMES) - {p.rsplit(".", 1)[-1] for p in PRIVATE_NAMES}
+    unchecked |= (
+        attributes - {*INSTANCE_NAMES, *GRPC_INSTANCE_NAMES} - {p.rsplit(".", 1)[-1] for p in checked}
+    )
     assert not unchecked, f"list these in PRIVATE_NAMES or INSTANCE_NAMES: {sorted(unchecked)}"
 
 

@@ -1,9 +1,11 @@
 """Nothing lost under faults: a soak of several workers on one study, SIGKILLed at random moments,
 while readers run ``genopt ensemble``, ``genopt report`` and the dashboard's HTTP API against it.
 
-Run by ``make soak`` (``make soak SOAK_ARGS=--quick``: both storages in about 5 minutes on 2 cores);
-plain pytest does not collect it. For each storage, SQLite and then PostgreSQL (a server of our own,
-started by tests/pg_server.py exactly as the tests start it):
+Run by ``make soak`` (``make soak SOAK_ARGS=--quick``: the three storages in about 7 minutes on 2
+cores); plain pytest does not collect it. For each storage, SQLite, PostgreSQL (a server of our own,
+started by tests/pg_server.py exactly as the tests start it), and that PostgreSQL behind a
+``genopt proxy`` (``proxy``: the workers, readers and dashboard use ``grpc://``; the proxy is
+SIGKILLed halfway through the soak and started again on its port a few seconds later):
 
 1. ``genopt study`` makes a study of tiny trials (1 epoch on 1,000 images, FID on 500 samples) and
    runs its first trial;
@@ -122,6 +124,7 @@ class Result:
     retried: int = 0
     redrawn: int = 0  # trials whose sampler's draw another trial had (genopt.study.search.DistinctSampler)
     fresh_worker_exit: int | None = None
+    proxy_restarts: int = 0  # the proxy run: times the proxy was SIGKILLed and started again
     lost_complete: list[str] = field(default_factory=list)
     zombies: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
@@ -155,6 +158,7 @@ class Result:
             f"worker_starts={self.worker_starts}",
             f"worker_exits_unkilled={len(self.worker_exits)}",
             f"fresh_worker_exit={self.fresh_worker_exit}",
+            *([f"proxy_restarts={self.proxy_restarts}"] if self.storage == "proxy" else []),
             f"reader_runs={len(self.reader_runs)}",
             f"reader_not_yet={outcomes.get('not_yet', 0)}",
             f"reader_skipped_members={self.reader_skips}",
@@ -221,6 +225,43 @@ class Workers:
                 process.wait()
 
 
+# -- the proxy run's proxy ---------------------------------------------------------------------------
+
+
+class ProxyServer:
+    """``genopt proxy`` in front of the database ``db``: started on a free port, then SIGKILLed and
+    started again on that port; its lines go to files of its own."""
+
+    def __init__(self, db: str, env: dict, logs: Path):
+        self.db, self.env, self.logs, self.port, self.process, self.starts = db, env, logs, 0, None, 0
+
+    def start(self) -> str:
+        self.starts += 1
+        out = open(self.logs / f"proxy{self.starts}.out", "w")  # noqa: SIM115 (the process keeps it)
+        self.process = subprocess.Popen(
+            [GENOPT, "proxy", "--storage", self.db, "--port", str(self.port)],
+            cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=out, text=True, start_new_session=True,
+        )  # fmt: skip
+        line = self.process.stdout.readline()
+        match = re.search(r"at grpc://127\.0\.0\.1:(\d+);", line)
+        if not match:
+            raise RuntimeError(f"genopt proxy printed no address: {line!r}")
+        self.port = int(match.group(1))
+        threading.Thread(target=lambda: out.writelines(self.process.stdout), daemon=True).start()
+        return f"grpc://127.0.0.1:{self.port}"
+
+    def kill_and_restart(self, pause: float) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        time.sleep(pause)
+        self.start()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=60)
+
+
 # -- the study as the storage holds it ---------------------------------------------------------------
 
 
@@ -230,6 +271,7 @@ class Inspector:
     def __init__(self, url: str):
         from genopt.study.storage.database import open_storage
 
+        self.url = url
         self.storage = open_storage(url)
         self.study_id = self.storage.get_study_id_from_name(STUDY)
 
@@ -507,7 +549,11 @@ def count(url: str, artifacts: str, result: Result, inspector: Inspector) -> Non
 # -- one soak ----------------------------------------------------------------------------------------
 
 
-def soak(storage: str, url: str, work: Path, args, rng: random.Random) -> Result:
+def soak(
+    storage: str, url: str, work: Path, args, rng: random.Random, proxy: ProxyServer | None = None
+) -> Result:
+    """One soak on the storage at ``url``; with ``proxy``, ``url`` is the proxy's, which is SIGKILLed and
+    started again halfway through, and the counts read its database directly."""
     result = Result(storage)
     artifacts = f"{args.s3_url}/{storage}" if args.s3_url else str(work / "artifacts")
     logs, reader_dir = work / "logs", work / "reader"
@@ -528,7 +574,7 @@ def soak(storage: str, url: str, work: Path, args, rng: random.Random) -> Result
     )  # fmt: skip
     if made.returncode != 0:
         raise SystemExit(f"genopt study failed ({made.returncode}): {made.stderr.strip()[-2000:]}")
-    inspector = Inspector(url)
+    inspector = Inspector(proxy.db if proxy is not None else url)
     dashboard = Dashboard(url, artifacts, reader_env, logs)
     workers = Workers(url, env, logs, args.threads or 1, result)
     reader = Reader(url, reader_dir, dashboard, reader_env, args.top_k, result)
@@ -542,6 +588,7 @@ def soak(storage: str, url: str, work: Path, args, rng: random.Random) -> Result
         deadline, cap = start + args.minutes * 60, start + max(args.minutes * 3, args.minutes + 10) * 60
         # The killer's clock starts once the workers are past their start-up (a trial of theirs is done).
         initial, next_kill, pending = inspector.complete(), None, None
+        proxy_kill = start + args.minutes * 30 if proxy is not None else None  # halfway
         attributed: set[int] = set()  # trial ids found to have stopped beating after a kill
         last_report = start
         while True:
@@ -555,6 +602,12 @@ def soak(storage: str, url: str, work: Path, args, rng: random.Random) -> Result
                 attributed.update(pending.trials)
                 log(f"  kill of pid {pending.pid}: trial ids that stopped beating since: {pending.trials}")
                 pending = None
+            if proxy_kill is not None and now >= proxy_kill:
+                log(f"{storage}: SIGKILL the proxy (pid {proxy.process.pid}); start it again in 3 s")
+                proxy.kill_and_restart(pause=3.0)
+                result.proxy_restarts += 1
+                log(f"{storage}: the proxy is back on port {proxy.port} (pid {proxy.process.pid})")
+                proxy_kill = None
             if now - last_report >= 60:
                 last_report = now
                 done = inspector.complete()
@@ -599,7 +652,7 @@ def soak(storage: str, url: str, work: Path, args, rng: random.Random) -> Result
         result.fresh_worker_exit = fresh.returncode
         if fresh.returncode != 0:
             log(f"the fresh worker exited {fresh.returncode}: {fresh.stderr.strip()[-1000:]}")
-        count(url, artifacts, result, inspector)
+        count(inspector.url, artifacts, result, inspector)
     finally:
         reader.stopping.set()
         workers.kill_all()
@@ -625,20 +678,39 @@ def run_storage(storage: str, root: Path, args, rng: random.Random) -> Result | 
         return soak(storage, f"sqlite:///{work / 'chaos.db'}", work, args, rng)
     try:
         with postgres_server() as url:
-            return soak(storage, url, work, args, rng)
+            if storage == "postgresql":
+                return soak(storage, url, work, args, rng)
+            interval, grace = args.beats  # the proxy's heartbeat settings are its workers'
+            env = os.environ | {
+                "GENOPT_HEARTBEAT_INTERVAL": str(interval),
+                "GENOPT_HEARTBEAT_GRACE": str(grace),
+            }
+            (work / "logs").mkdir(parents=True, exist_ok=True)
+            proxy = ProxyServer(url, env, work / "logs")
+            try:
+                return soak(storage, proxy.start(), work, args, rng, proxy=proxy)
+            finally:
+                proxy.stop()
     except PostgresUnavailable as exc:
-        log(f"postgresql: skipped: {exc}")
+        log(f"{storage}: skipped: {exc}")
         return None
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
-        "--quick", action="store_true", help="both storages in about 5 minutes on 2 cores (1.3-minute soaks)"
+        "--quick",
+        action="store_true",
+        help="the three storages in about 7 minutes on 2 cores (1.3-minute soaks)",
     )
     p.add_argument("--threads", type=int, help="torch threads of each worker (default 1)")
     p.add_argument("--md", type=Path, help="write the result table here (markdown)")
-    p.add_argument("--storage", choices=("sqlite", "postgresql", "both"), default="both")
+    p.add_argument(
+        "--storage",
+        choices=("sqlite", "postgresql", "proxy", "all"),
+        default="all",
+        help="proxy: the PostgreSQL server behind a genopt proxy, killed and restarted once (default: all)",
+    )
     p.add_argument("--minutes", type=float, help="soak length per storage (default 30; --quick 1.3)")
     p.add_argument(
         "--trials", type=int, help="COMPLETE trials to reach before stopping (default 60; --quick 6)"
@@ -663,7 +735,7 @@ def main() -> int:
     args.kill_every = (10, 15) if args.quick else (15, 40)
     args.top_k = 2 if args.quick else 5
     rng = random.Random(args.seed)
-    storages = ("sqlite", "postgresql") if args.storage == "both" else (args.storage,)
+    storages = ("sqlite", "postgresql", "proxy") if args.storage == "all" else (args.storage,)
     began = time.monotonic()
     with contextlib.ExitStack() as stack:
         args.s3_url = None

@@ -1,12 +1,15 @@
 """Turn a storage URL into an Optuna storage, and the artifact store beside it.
 
-Three kinds of URL, one factory:
+Four kinds of URL, one factory:
 
 - ``sqlite:///path.db``: one machine. WAL mode and a busy timeout let several local worker
   processes write to it without "database is locked".
 - ``journal:///path.log``: one machine (or a shared folder with working file locks), Optuna's
   append-only journal file, with genopt's own heartbeats (``genopt.study.storage.heartbeat``).
 - ``postgresql://user:pass@host/db`` (or ``mysql://...``): many machines. Needs the ``postgres`` extra.
+- ``grpc://host:port``: a genopt proxy (``genopt proxy``, ``genopt.study.storage.proxy``) in front of
+  one of the above, for hundreds of workers: they hold no database connections, and the proxy keeps
+  their heartbeats and fails their stale trials. Needs the ``grpc`` extra.
 
 Every storage runs with heartbeats: a trial whose worker stops beating for the grace period is
 marked FAIL and queued again (Optuna's ``RetryHeartbeatStaleTrialCallback``). A worker killed before
@@ -25,6 +28,7 @@ import sqlite3
 import warnings
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -71,8 +75,13 @@ def resolve_url(url: str | None) -> str:
     return url
 
 
-def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
+def open_storage(url: str | None = None, *, connections: int | None = None) -> optuna.storages.BaseStorage:
     """The Optuna storage at ``url`` (default: ``storage/genopt.db``), checked to be reachable.
+
+    Args:
+        url: a storage URL of a kind above.
+        connections: a database's most connections open at once (default SQLAlchemy's, 5 and 10
+            more while busy); the proxy sizes its pool to its threads.
 
     Raises:
         GenoptError: the URL is malformed, names a missing folder, or its server or driver is missing.
@@ -81,13 +90,20 @@ def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
     scheme = url.partition("://")[0]
     if scheme == "journal":
         return _journal(url)
+    if scheme == "grpc":
+        from genopt.study.storage.proxy_client import connect  # gRPC only where it is used
+
+        return connect(url)
     if scheme.split("+")[0] not in _RDB_SCHEMES or "://" not in url:
         raise GenoptError(
-            f"cannot open storage {url}: use sqlite:///PATH.db, journal:///PATH.log or postgresql://HOST/DB"
+            f"cannot open storage {url}: use sqlite:///PATH.db, journal:///PATH.log, postgresql://HOST/DB "
+            "or grpc://HOST:PORT (a genopt proxy)"
         )
     engine_kwargs = {}
+    if connections is not None:
+        engine_kwargs = {"pool_size": connections, "max_overflow": 0}
     if scheme == "sqlite":
-        engine_kwargs = {"connect_args": {"timeout": _SQLITE_BUSY_TIMEOUT_S}}
+        engine_kwargs["connect_args"] = {"timeout": _SQLITE_BUSY_TIMEOUT_S}
         _sqlite_wal(url)
     elif scheme == "postgresql":
         url = _postgres_driver(url)
@@ -146,6 +162,15 @@ class _RDBStorage(optuna_private.Heartbeat, optuna.storages.RDBStorage):
         # Lost: Optuna's own answer for a trial another worker changed first (False, or an
         # UpdateFinishedTrialError for a finished one).
         return super().set_trial_state_values(trial_id, state, values)
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***``: for a line a log keeps."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _sqlite_wal(url: str) -> None:

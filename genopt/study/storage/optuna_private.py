@@ -2,8 +2,10 @@
 
 Optuna's public API has no trial id, no way to write a trial's system attribute, no hook for a
 storage's stale-trial query and no conditional state change; genopt's race fixes
-(docs/reliability.md) need all four. Each use sits behind one function here, with why it is needed,
-and the rest of genopt calls these functions. pyproject.toml pins the Optuna minor version they
+(docs/reliability.md) need all four. Its gRPC storage proxy has no way to add a service to its
+server or to choose its client's channel; genopt's proxy (``genopt.study.storage.proxy``) needs
+both. Each use sits behind one function or class here, with why it is needed, and the rest of
+genopt calls these. pyproject.toml pins the Optuna minor version they
 were tested with (``optuna>=5.1,<5.2``), and tests/test_optuna_private.py checks that every private
 name used here still exists, so an upgrade fails there and not in the middle of a study.
 
@@ -26,13 +28,16 @@ from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
 __all__ = [
+    "GrpcStorageClient",
     "Heartbeat",
+    "add_grpc_storage_service",
     "artifact_store_folder",
     "beating_trial_ids",
     "rdb_dialect",
     "rdb_engine",
     "rdb_grace_period",
     "rdb_stale_trial_ids",
+    "record_heartbeats",
     "set_trial_system_attr",
     "study_storage",
     "trial_id",
@@ -133,6 +138,29 @@ def beating_trial_ids(storage: optuna.storages.RDBStorage, trial_ids: Iterable[i
         return {trial_id for (trial_id,) in rows}
 
 
+def record_heartbeats(storage: optuna.storages.RDBStorage, trial_ids: Iterable[int]) -> None:
+    """Stamp the heartbeats of ``trial_ids`` with the database's clock, in one transaction.
+
+    Optuna records one trial's beat per transaction (five statements); genopt's proxy gathers the
+    beats of all its workers and writes them together, two statements however many there are.
+    """
+    import sqlalchemy
+    from optuna.storages._rdb import models
+
+    trial_ids = set(trial_ids)
+    if not trial_ids:
+        return
+    beat = models.TrialHeartbeatModel
+    with _create_scoped_session(storage.scoped_session, True) as session:
+        now = session.execute(sqlalchemy.func.now()).scalar_one()
+        beating = {i for (i,) in session.query(beat.trial_id).filter(beat.trial_id.in_(trial_ids))}
+        if beating:
+            session.query(beat).filter(beat.trial_id.in_(beating)).update(
+                {beat.heartbeat: now}, synchronize_session=False
+            )
+        session.add_all(beat(trial_id=i, heartbeat=now) for i in sorted(trial_ids - beating))
+
+
 def update_trial_state_if(
     storage: optuna.storages.RDBStorage, trial_id: int, state: TrialState, *, was: tuple[TrialState, ...]
 ) -> bool:
@@ -161,3 +189,48 @@ def update_trial_state_if(
             if state.is_finished():
                 trial.datetime_complete = datetime.now()
     return bool(won)
+
+
+def add_grpc_storage_service(server, storage: optuna.storages.BaseStorage) -> None:
+    """Serve ``storage`` on the gRPC ``server`` as Optuna's storage proxy does.
+
+    ``optuna.storages.run_grpc_proxy_server`` makes its server, starts it and blocks, so nothing can
+    be added beside Optuna's service (genopt's heartbeats), the port it bound stays unknown
+    (``--port 0``) and it cannot be stopped gracefully; this is the line of it that adds the service.
+    """
+    from optuna.storages._grpc.auto_generated import api_pb2_grpc
+    from optuna.storages._grpc.servicer import OptunaStorageProxyService
+
+    api_pb2_grpc.add_StorageServiceServicer_to_server(OptunaStorageProxyService(storage), server)
+
+
+class GrpcStorageClient(optuna.storages.GrpcStorageProxy):
+    """Optuna's gRPC proxy client, on a channel and a stub that a subclass makes.
+
+    Optuna's client opens its channel with gRPC's default reconnect backoff (up to two minutes
+    between tries once a proxy has gone away) and calls each method of its stub once, so a proxy
+    restarted under running workers fails their next call. A subclass says how to open the channel
+    (``make_channel``) and wraps the stub (``wrap_stub``: genopt waits for a restarted proxy there);
+    Optuna's methods and its client-side trial cache then run on them unchanged.
+    """
+
+    def _setup(self) -> None:
+        from optuna.storages._grpc.auto_generated import api_pb2_grpc
+        from optuna.storages._grpc.client import GrpcClientCache
+
+        self._channel = self.make_channel()
+        self._stub = self.wrap_stub(api_pb2_grpc.StorageServiceStub(self._channel))
+        self._cache = GrpcClientCache(self._stub)
+
+    @property
+    def channel(self):
+        """The gRPC channel the client's calls go through."""
+        return self._channel
+
+    @abc.abstractmethod
+    def make_channel(self):
+        """A new gRPC channel to the proxy (called at start, and again after unpickling)."""
+
+    @abc.abstractmethod
+    def wrap_stub(self, stub):
+        """The object the client calls instead of Optuna's stub: same methods, same answers."""

@@ -46,7 +46,7 @@ STUDY_ARGS := --model $(MODEL) $(if $(DATA_DIR),--data-dir $(DATA_DIR),--dataset
 
 $(BIN)/genopt: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev,postgres,s3]'
+	$(BIN)/pip install --quiet -e '.[dev,postgres,s3,grpc]'
 	touch $@
 
 venv: $(BIN)/genopt
@@ -81,19 +81,21 @@ test-fast: $(BIN)/genopt
 clean-venv:
 	rm -rf $(VENV)
 
-# `make bench`: the benchmarks of the questions still open (bench/train_throughput.py,
-# bench/search_efficiency.py; bench/harness.py runs them), run as modules of the bench package
+# `make bench`: the benchmark of the question still open (bench/search_efficiency.py;
+# bench/harness.py runs it), run as modules of the bench package
 # (`python -m bench.NAME`); each rewrites its own section of docs/benchmarks.md (between its
 # markers) and its plot. The settled studies' tables stay as they are.
 # BENCH_ARGS="--quick": under 3 minutes each on 2 cores; "--threads 1" on a machine shared with other jobs.
 BENCH_ARGS ?=
-BENCHES := train_throughput search_efficiency
+BENCHES := search_efficiency
 bench: $(BIN)/genopt
 	$(foreach b,$(BENCHES),$(BIN)/python -m bench.$(b) $(BENCH_ARGS) --md docs/benchmarks.md \
 		--png docs/benchmarks_$(b).png &&) true
 
 # `make soak`: workers SIGKILLed at random while readers read the study, on SQLite and PostgreSQL
 # (docs/reliability.md); 30 minutes a storage. SOAK_ARGS="--quick": about 5 minutes in all.
+# A third run puts that PostgreSQL behind a genopt proxy, SIGKILLed and started again halfway through
+# (--quick with it: about 6.5 minutes in all).
 SOAK_ARGS ?=
 soak: $(BIN)/genopt
 	$(BIN)/python tests/soak/chaos.py $(SOAK_ARGS)

@@ -107,6 +107,29 @@ CASES = {
     ),
     "ensemble: missing study": (["ensemble", "--storage", "{db}", "--study", "nope"], "'nope'"),
     "report: missing study": (["report", "--storage", "{db}", "--study", "nope"], "'nope'"),
+    "compare: missing study": (
+        ["compare", "--storage", "{db}", "--study", "nope", "--out", "{tmp}/x.png"],
+        "'nope'",
+    ),
+    "compare: unknown trial": (
+        ["compare", "--storage", "{db}", "--study", "gan-mnist", "--trials", "7", "--out", "{tmp}/x.png"],
+        "study 'gan-mnist' has no trial 7: its trials are 0 to 0",
+    ),
+    "compare: trial without a checkpoint": (
+        ["compare", "--storage", "{db}", "--study", "gan-mnist", "--trials", "0", "--out", "{tmp}/x.png"],
+        "trial 0 is complete and kept no checkpoint: no trial of this study has a stored checkpoint yet",
+    ),
+    "compare: trials of no study": (
+        ["compare", "--checkpoint", "{export}", "--top", "2", "--out", "{tmp}/x.png"],
+        "--trials and --top choose among a study's trials: give --study too",
+    ),
+    "proxy: bad storage": (["proxy", "--storage", "mongodb://x"], "cannot open storage"),
+    "proxy: a proxy in front of a proxy": (
+        ["proxy", "--storage", "grpc://127.0.0.1:1"],
+        "genopt proxy cannot serve grpc://127.0.0.1:1",
+    ),
+    "proxy: no such port": (["proxy", "--storage", "{db}", "--port", "70000"], "is not a port"),
+    "dashboard: no such port": (["dashboard", "--storage", "{db}", "--port", "70000"], "is not a port"),
     "dashboard: bad storage": (["dashboard", "--storage", "mongodb://x"], "cannot open storage"),
     "dashboard: storage folder missing": (
         ["dashboard", "--storage", "sqlite:////no/such/folder/x.db"],

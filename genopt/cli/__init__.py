@@ -18,10 +18,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from genopt.cli import dashboard, ensemble, report, sample, study, worker
+from genopt.cli import compare, dashboard, ensemble, proxy, report, sample, study, worker
 from genopt.errors import GenoptError
 
-_SUBCOMMANDS = (study, worker, ensemble, sample, report, dashboard)
+_SUBCOMMANDS = (study, worker, ensemble, sample, compare, report, dashboard, proxy)
 
 
 class _OneLineParser(argparse.ArgumentParser):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from genopt.cli.options import add_artifact_store, add_storage
+from genopt.cli.options import add_artifact_store, add_storage, port
 
 
 def add_parser(subparsers) -> None:
@@ -15,7 +15,7 @@ def add_parser(subparsers) -> None:
         "trial shows its sample grid and per-epoch history; prints the URL to open.",
     )
     add_storage(p)
-    p.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
+    p.add_argument("--port", type=port, default=8080, help="port on 127.0.0.1 (default 8080)")
     add_artifact_store(p)
     p.set_defaults(handler=run)
 

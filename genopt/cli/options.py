@@ -21,6 +21,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def port(text: str) -> int:
+    """argparse type: a TCP port, 0 (a free one) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: use 0 (a free one) to 65535")
+    return value
+
+
 def trials(text: str) -> int | str:
     """argparse type: ``auto`` or an integer of at least 1."""
     return "auto" if text == "auto" else positive_int(text)

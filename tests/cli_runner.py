@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
+import re
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 # The console script installed beside the interpreter running the tests (.venv/bin/genopt).
@@ -52,3 +55,23 @@ def run_main(args: list[str], capfd) -> tuple[int, str]:
             code = exc.code
     assert [str(w.message) for w in warned] == []
     return code, capfd.readouterr().err
+
+
+@contextlib.contextmanager
+def running_dashboard(storage_url: str) -> Iterator[str]:
+    """`genopt dashboard --port 0` as a user starts it; yields the base URL it printed
+    (``http://127.0.0.1:PORT``) and stops it on the way out."""
+    process = subprocess.Popen(
+        [GENOPT, "dashboard", "--storage", storage_url, "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = process.stdout.readline()
+        match = re.search(r"(http://127\.0\.0\.1:\d+)/dashboard", line)
+        assert match, (
+            f"no URL printed: {line!r} {process.stderr.read() if process.poll() is not None else ''}"
+        )
+        yield match.group(1)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

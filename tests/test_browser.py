@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 
 import optuna
 import pytest
-from cli_runner import GENOPT
+from cli_runner import running_dashboard
 
 from genopt.study.record.note import comparison_url
 from genopt.study.record.records import TrialRecord
@@ -62,18 +61,8 @@ def browser():
 
 @pytest.fixture(scope="module")
 def dashboard(tiny_study):
-    """`genopt dashboard --port 0` as a user starts it; yields the base URL it printed."""
-    process = subprocess.Popen(
-        [GENOPT, "dashboard", "--storage", tiny_study.url, "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        match = re.search(r"(http://127\.0\.0\.1:\d+)/dashboard", process.stdout.readline())
-        assert match, process.stderr.read() if process.poll() is not None else "no URL printed"
-        yield match.group(1)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with running_dashboard(tiny_study.url) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

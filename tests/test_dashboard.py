@@ -5,12 +5,11 @@ from __future__ import annotations
 import io
 import json
 import re
-import subprocess
 import urllib.error
 import urllib.request
 
 import pytest
-from cli_runner import GENOPT
+from cli_runner import running_dashboard
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -22,21 +21,8 @@ def get(url: str) -> tuple[bytes, str]:
 
 @pytest.fixture(scope="module")
 def dashboard(tiny_study):
-    """`genopt dashboard --port 0` as a user starts it; yields the base URL it printed."""
-    process = subprocess.Popen(
-        [GENOPT, "dashboard", "--storage", tiny_study.url, "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        line = process.stdout.readline()
-        match = re.search(r"http://127\.0\.0\.1:(\d+)/dashboard", line)
-        assert match, (
-            f"no URL printed: {line!r} {process.stderr.read() if process.poll() is not None else ''}"
-        )
-        yield f"http://127.0.0.1:{match.group(1)}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with running_dashboard(tiny_study.url) as url:
+        yield url
 
 
 @pytest.mark.slow

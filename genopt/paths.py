@@ -42,3 +42,8 @@ def exports_dir() -> Path:
 def reports_dir() -> Path:
     """Where ``genopt report`` writes a study's report unless ``--out`` says otherwise."""
     return storage_root() / "reports"
+
+
+def file_safe(name: str, keep: str = "-_") -> str:
+    """``name`` with every character but letters, digits and those in ``keep`` replaced by ``_``."""
+    return "".join(ch if ch.isalnum() or ch in keep else "_" for ch in name)

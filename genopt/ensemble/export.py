@@ -122,8 +122,7 @@ def save_ensemble(build: EnsembleBuild, *, path: str | Path, torch_export: bool 
 
 def default_path(study_name: str) -> Path:
     """``storage/exports/<study>.pt``, the study name made safe for a file name."""
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in study_name)
-    return paths.exports_dir() / f"{safe}.pt"
+    return paths.exports_dir() / f"{paths.file_safe(study_name, keep='-_.')}.pt"
 
 
 @dataclass(frozen=True)

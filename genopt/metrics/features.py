@@ -35,6 +35,7 @@ from torch.nn import functional as F
 from genopt.augment import translate
 from genopt.data import Dataset, to_model_range
 from genopt.device import default_device
+from genopt.paths import file_safe
 
 # A new recipe is a new version: never edit one a stored study may name. Version 1's dict is exactly
 # the recipe it was cached under, so its nets keep their cache keys.
@@ -191,11 +192,6 @@ def feature_cache_key(dataset: Dataset, recipe: dict[str, Any] | None = None) ->
         named["task"] = task_of(dataset)
     blob = json.dumps(named, sort_keys=True)
     return f"{file_safe(dataset.name)}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
-
-
-def file_safe(name: str) -> str:
-    """``name`` with every character but letters, digits, ``-`` and ``_`` replaced by ``_``."""
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
 
 
 @torch.no_grad()

@@ -40,7 +40,6 @@ from genopt.metrics.features import (
     FeatureNet,
     build_feature_net,
     feature_cache_key,
-    file_safe,
     recipe_of,
     task_of,
     train_feature_net,
@@ -150,7 +149,8 @@ def _keep(net: FeatureNet, data: bytes, dataset: Dataset, origin: str) -> Featur
     """``net`` named by its file, in eval mode, remembered for this process."""
     sha = sha256_of(data)
     net.sha256, net.origin = sha, origin
-    net.cache_key = f"{file_safe(dataset.name)}-{sha[:16]}"  # reference statistics: per network, never shared
+    # reference statistics: per network, never shared
+    net.cache_key = f"{paths.file_safe(dataset.name)}-{sha[:16]}"
     net.requires_grad_(False).eval().to(memory_format=torch.channels_last)
     _MEMORY[sha], _FILES[sha] = net, data
     return net

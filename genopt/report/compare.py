@@ -61,8 +61,7 @@ def write_comparison(*, out: Path | None = None, **choice) -> Path:
     picture = comparison(**choice)
     if out is None:
         name = choice.get("study_name") or Path(choice["checkpoint"]).stem
-        out = paths.reports_dir() / "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-        out = out / "compare.png"
+        out = paths.reports_dir() / paths.file_safe(name, keep="-_.") / "compare.png"
     return atomic_write(out, picture.png())
 
 

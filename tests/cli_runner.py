@@ -75,3 +75,12 @@ def running_dashboard(storage_url: str) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def pause_env(pause: Path, trial: int, epoch: int | None = None) -> dict[str, str]:
+    """The environment of the pause hook in genopt/study/objective.py: trial ``trial`` waits (before
+    training, or once ``epoch`` is scored) for as long as the file ``pause``, which it makes, exists."""
+    env = {"GENOPT_TEST_PAUSE_TRIAL": str(trial), "GENOPT_TEST_PAUSE_FILE": str(pause)}
+    if epoch is not None:
+        env["GENOPT_TEST_PAUSE_EPOCH"] = str(epoch)
+    return env

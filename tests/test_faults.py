@@ -18,7 +18,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from cli_runner import GENOPT, article_spec, genopt, tiny_budget
+from cli_runner import GENOPT, article_spec, genopt, pause_env, tiny_budget
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
@@ -203,7 +203,7 @@ def test_a_journal_worker_killed_mid_trial_is_retried_and_no_finished_trial_is_l
     command = [GENOPT, *study, "--trials", "2"]
     # The test hook in genopt/study/objective.py holds trial 1, running, until the kill.
     pause = tmp_path / "trial-1-running"
-    paused = {"GENOPT_TEST_PAUSE_TRIAL": "1", "GENOPT_TEST_PAUSE_FILE": str(pause)}
+    paused = pause_env(pause, trial=1)
     process = subprocess.Popen(command, env=os.environ | FAST_HEARTBEAT | paused, stdout=subprocess.DEVNULL)
     # Judges staleness as a worker would, with the shortest grace there is (2 s against beats every 1 s).
     observer = HeartbeatJournalStorage(JournalFileBackend(str(log)), interval=1, grace=2, max_retry=3)

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import optuna
 import pytest
 import torch
-from cli_runner import GENOPT, article_spec, run_main, tiny_budget
+from cli_runner import GENOPT, article_spec, pause_env, run_main, tiny_budget
 from optuna.trial import TrialState
 
 from genopt.errors import GenoptError
@@ -161,7 +161,7 @@ def test_a_worker_killed_behind_the_proxy_is_reaped_there_and_retried_by_the_oth
             [GENOPT, "worker", "--study", STUDY, "--storage", url, "--trials", "2", "--no-progress"],
         ]
         for number, (pause, command) in enumerate(zip(pauses, commands, strict=True), 1):
-            env = {"GENOPT_TEST_PAUSE_TRIAL": str(number), "GENOPT_TEST_PAUSE_FILE": str(pause)}
+            env = pause_env(pause, trial=number)
             log = (tmp_path / f"worker{number}.log").open("w")
             workers.append(
                 subprocess.Popen(command, env=os.environ | env, stdout=log, stderr=subprocess.STDOUT)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from cli_runner import article_spec, genopt, tiny_budget
+from cli_runner import article_spec, genopt, pause_env, tiny_budget
 from optuna.trial import TrialState
 from tiny import tiny_config, tiny_spec
 
@@ -38,9 +38,8 @@ TWO_EPOCHS = [*article_spec(), *tiny_budget(), "--epochs", "2"]
 def pause_trial(monkeypatch, tmp_path: Path, *, trial: int = 0, epoch: int = 1) -> Path:
     """Trial ``trial`` waits once ``epoch`` is scored, while the returned file exists and no stop is asked."""
     pause = tmp_path / "pause"
-    monkeypatch.setenv("GENOPT_TEST_PAUSE_TRIAL", str(trial))
-    monkeypatch.setenv("GENOPT_TEST_PAUSE_EPOCH", str(epoch))
-    monkeypatch.setenv("GENOPT_TEST_PAUSE_FILE", str(pause))
+    for name, value in pause_env(pause, trial, epoch).items():
+        monkeypatch.setenv(name, value)
     return pause
 
 
@@ -216,11 +215,7 @@ def test_two_workers_under_a_budget_end_with_no_running_trial(tmp_path):
     url = f"sqlite:///{tmp_path / 'workers.db'}"
     # Trial 1 waits after its first epoch until the budget ends the wait, as a long epoch would.
     pause = tmp_path / "pause"
-    paused = {
-        "GENOPT_TEST_PAUSE_TRIAL": "1",
-        "GENOPT_TEST_PAUSE_EPOCH": "1",
-        "GENOPT_TEST_PAUSE_FILE": str(pause),
-    }
+    paused = pause_env(pause, trial=1, epoch=1)
     result = genopt(
         "study",
         *TWO_EPOCHS,

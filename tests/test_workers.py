@@ -11,7 +11,7 @@ import time
 import optuna
 import pytest
 import torch
-from cli_runner import GENOPT, article_spec, genopt, tiny_budget
+from cli_runner import GENOPT, article_spec, genopt, pause_env, tiny_budget
 from optuna.trial import TrialState
 
 from genopt.study.artifacts.stores import artifact_store
@@ -87,7 +87,7 @@ def test_a_worker_killed_mid_trial_is_retried_and_no_finished_trial_is_lost(tmp_
     budget = TINY
     # Trial 1 waits at the pause hook (running, beating) until it is killed: a kill mid-trial on any machine.
     pause = tmp_path / "pause"
-    paused = {"GENOPT_TEST_PAUSE_TRIAL": "1", "GENOPT_TEST_PAUSE_FILE": str(pause)}
+    paused = pause_env(pause, trial=1)
     command = [GENOPT, "study", "--storage", url, "--trials", "3", *budget]
     log = tmp_path / "log"  # stdout to a file, as a scheduler keeps it: block-buffered unless flushed
     with log.open("w") as out:
@@ -128,11 +128,7 @@ def test_sigterm_stops_the_console_script_which_keeps_the_running_trial_and_exit
     url = f"sqlite:///{tmp_path / 'sigterm.db'}"
     # Trial 1 waits after its first epoch until the signal: a scheduler's stop mid-trial on any machine.
     pause = tmp_path / "pause"
-    paused = {
-        "GENOPT_TEST_PAUSE_TRIAL": "1",
-        "GENOPT_TEST_PAUSE_EPOCH": "1",
-        "GENOPT_TEST_PAUSE_FILE": str(pause),
-    }
+    paused = pause_env(pause, trial=1, epoch=1)
     command = [GENOPT, "study", "--storage", url, "--trials", "3", *TINY, "--epochs", "2"]
     process = subprocess.Popen(
         command, env=os.environ | paused, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -1,34 +1,41 @@
-"""Time to quality: the minutes a cGAN study takes to hold a generator that draws the requested class
-as reliably as real images are classified, with intra-FID near the floor.
+"""Time to quality: the minutes a study takes to hold a generator near real images: for a cGAN, one
+that draws the requested class as reliably as real images are classified, with intra-FID near the
+floor; for a GAN (``--model gan``), one whose FID is near the floor and whose class balance is real.
 
 For each candidate spec and seed it runs what a user runs, ``genopt study`` and then ``genopt
 ensemble`` through the console script (on this machine's CPU cores, or its GPU when there is one),
 the study stopped at ``--trials`` or at ``--budget`` minutes, whichever comes first. The clock
 starts when the command is launched, so start-up counts. After every finished trial it takes the
-best trial so far (by the study's objective) and checks the quality bar:
+best trial so far (by the study's objective) and checks the quality bar. A cGAN's:
 
 - its label accuracy, by genopt's feature network, is at least that network's own accuracy on
   validation images minus 1 point, and
 - its intra-FID is at most 3x the intra-FID floor (the test split against validation).
 
+A GAN's: its FID is at most 3x the FID floor, and its class coverage (``1 - TV`` of the classes
+genopt's feature network sees in its samples and in the validation split) at least 0.97.
+
 Per candidate and seed it prints the minutes to the bar (``inf`` when the budget ran out first),
 the best trial, and the exported ensemble's validation and test scores; ``--grids DIR`` keeps each
-export's sample grid (one row per class). Candidates: ``default`` (``studies/cgan.toml`` as
-shipped), ``article`` (``studies/cgan-article.toml``, the article's MLPs), ``kind-choice`` (the
-default with ``kind`` searched between ``mlp`` and ``dcgan``), or a path to any spec.
+export's sample grid. Candidates: ``default`` (``studies/MODEL.toml`` as shipped), ``article``
+(``studies/MODEL-article.toml``, the article's MLPs), ``kind-choice`` (the default with ``kind``
+searched between ``mlp`` and ``dcgan``), or a path to any spec.
 
 Headlines, the last lines, for the shipped default over its seeds: ``ttq_minutes`` (the slowest
-seed's minutes to the bar), ``ttq_label_accuracy`` (the lowest exported validation label accuracy)
-and ``ttq_label_accuracy_B`` (the lowest exported *test* label accuracy after a study of B
-minutes, ``--budget``: ``ttq_label_accuracy_30`` by default). A seed whose export failed makes the
-accuracies ``nan``, never another seed's figure. Only trials that started after the launch count:
-a ``--keep`` folder that already holds a study is refused. ``--quick`` checks the yardstick end to
-end in a few minutes: 2 one-epoch trials on 4,096 training images, 1,000 samples a score; its bar
-is not expected to be met.
+seed's minutes to the bar) and the worst seed's export after a study of B minutes (``--budget``, 30
+by default). A cGAN's: ``ttq_label_accuracy`` (the lowest exported validation label accuracy) and
+``ttq_label_accuracy_B`` (the lowest on the *test* split). A GAN's, all on the test split:
+``ttq_fid_B`` (the highest FID), ``ttq_class_coverage_B`` (the lowest coverage) and
+``ttq_unsure_share_B`` (the highest share of samples genopt's network is unsure of: top class
+probability under 0.9). A seed whose export failed makes them ``nan``, never another seed's
+figure. Only trials that started after the launch count: a ``--keep`` folder that already holds a
+study is refused. ``--quick`` checks the yardstick end to end in a few minutes: 2 one-epoch trials
+on 4,096 training images, 1,000 samples a score; its bar is not expected to be met.
 
 Each export is also judged by a classifier of another design (``bench/second_classifier.py``,
-trained on the train split only): its label accuracy and unsure share over 10,000 samples, and the
-headline ``ttq_second_label_accuracy_B``, the lowest over the seeds.
+trained on the train split only): its label accuracy (a cGAN's) and unsure share over 10,000
+samples, and the headline ``ttq_second_label_accuracy_B`` (cGAN; the lowest over the seeds) or
+``ttq_second_unsure_share_B`` (GAN; the highest).
 """
 
 from __future__ import annotations
@@ -48,30 +55,54 @@ import optuna
 
 from bench import harness, second_classifier
 from genopt.metrics import FidEvaluator
+from genopt.metrics.scores import SCORES
 from genopt.study.artifacts.feature_net import study_network
 from genopt.study.record.facts import study_artifact_location, study_dataset
 from genopt.study.record.records import StudyRecord, TrialRecord
 
-SHIPPED = harness.ROOT / "studies" / "cgan.toml"
-CANDIDATES = {
-    "default": SHIPPED,
-    "article": harness.ROOT / "studies" / "cgan-article.toml",
-    "kind-choice": None,  # the default plus a [search.params.kind] table, written per run
-}
-LABEL_ACCURACY_MARGIN = 0.01  # the bar: the feature net's own validation accuracy minus 1 point
+STUDIES = harness.ROOT / "studies"
+LABEL_ACCURACY_MARGIN = 0.01  # a cGAN's bar: the feature net's own validation accuracy minus 1 point
 INTRA_FID_FACTOR = 3.0  # ... and intra-FID within 3x the floor
+FID_FACTOR = 3.0  # a GAN's bar: FID within 3x the floor
+LEAST_COVERAGE = 0.97  # ... and class coverage at least this
 GENOPT = Path(sys.executable).parent / "genopt"
+
+
+def shipped(model: str) -> Path:
+    return STUDIES / f"{model}.toml"
+
+
+@dataclass(frozen=True)
+class Bar:
+    """The quality bar: each score in ``at_least`` at least its value, each in ``at_most`` at most."""
+
+    at_least: dict[str, float]
+    at_most: dict[str, float]
+
+    @property
+    def scores(self) -> list[str]:
+        return [*self.at_least, *self.at_most]
+
+    def met(self, scores: dict[str, float]) -> bool:
+        return all(scores[k] >= v for k, v in self.at_least.items()) and all(
+            scores[k] <= v for k, v in self.at_most.items()
+        )
+
+    def text(self) -> str:
+        return " and ".join(
+            [f"{k} >= {v:.4f}" for k, v in self.at_least.items()]
+            + [f"{k} <= {v:.2f}" for k, v in self.at_most.items()]
+        )
 
 
 @dataclass
 class Point:
-    """One finished trial: minutes since launch and the best trial so far."""
+    """One finished trial: minutes since launch, the best trial so far and its bar scores."""
 
     minutes: float
     trial: int
     best_trial: int
-    label_accuracy: float
-    intra_fid: float
+    scores: dict[str, float]
     met: bool
 
 
@@ -85,37 +116,41 @@ class Run:
     export: dict = field(default_factory=dict)  # the export's JSON
     # the export's label accuracy and unsure share by the second classifier (NaN: not judged)
     second: tuple[float, float] = (math.nan, math.nan)
-    bar: tuple[float, float] = (math.nan, math.nan)  # least label accuracy, most intra-FID
+    bar: Bar | None = None
 
     @property
     def ttq(self) -> float:
         return next((p.minutes for p in self.points if p.met), math.inf)
 
 
-def spec_file(candidate: str, folder: Path) -> Path:
+def spec_file(candidate: str, model: str, folder: Path) -> Path:
     """The spec a candidate runs: a shipped file, a path, or ``kind-choice`` written into ``folder``."""
     if candidate == "kind-choice":
-        path = folder / "cgan-kind-choice.toml"
-        path.write_text(SHIPPED.read_text() + '\n[search.params.kind]\nchoices = ["mlp", "dcgan"]\n')
+        path = folder / f"{model}-kind-choice.toml"
+        path.write_text(shipped(model).read_text() + '\n[search.params.kind]\nchoices = ["mlp", "dcgan"]\n')
         return path
-    path = CANDIDATES.get(candidate) or Path(candidate)
+    named = {"default": shipped(model), "article": STUDIES / f"{model}-article.toml"}
+    path = named.get(candidate) or Path(candidate)
     if not path.is_file():
         sys.exit(f"time_to_quality: no spec {path} for candidate {candidate!r}")
     return path
 
 
-def bar(study: optuna.Study) -> tuple[float, float]:
-    """The quality bar of a study's feature network: (least label accuracy, most intra-FID)."""
+def bar(study: optuna.Study, model: str) -> Bar:
+    """The quality bar of a ``model`` study, by its feature network."""
     dataset = study_dataset(study)
     net = study_network(study, dataset, study_artifact_location(study), device="cpu")
     evaluator = FidEvaluator(dataset, device="cpu", feature_net=net)
+    if model == "gan":
+        return Bar({"class_coverage": LEAST_COVERAGE}, {"fid": FID_FACTOR * evaluator.floor()})
     accuracy = StudyRecord.of(study).feature_accuracy
-    return accuracy - LABEL_ACCURACY_MARGIN, INTRA_FID_FACTOR * evaluator.intra_floor()
+    return Bar(
+        {"label_accuracy": accuracy - LABEL_ACCURACY_MARGIN},
+        {"intra_fid": INTRA_FID_FACTOR * evaluator.intra_floor()},
+    )
 
 
-def points(
-    study: optuna.Study, launched: datetime.datetime, least_accuracy: float, most_intra: float
-) -> list[Point]:
+def points(study: optuna.Study, launched: datetime.datetime, quality: Bar) -> list[Point]:
     """The trials started since ``launched`` that finished, in the order they finished, each with
     the best of them so far and whether that one meets the bar. Trials from before the launch (a
     resumed study) never count, neither as points nor as the best."""
@@ -130,25 +165,32 @@ def points(
     )
     out, best = [], None
     for t in done:
-        scored = t.state == optuna.trial.TrialState.COMPLETE and "label_accuracy" in TrialRecord.of(t).scores
+        scored = t.state == optuna.trial.TrialState.COMPLETE and set(quality.scores) <= set(
+            TrialRecord.of(t).scores
+        )
         if scored and (best is None or sign * t.value < sign * best.value):
             best = t
         if best is None:
             continue
-        scores = TrialRecord.of(best).scores
-        accuracy, intra = scores["label_accuracy"], scores["intra_fid"]
+        scores = {k: TrialRecord.of(best).scores[k] for k in quality.scores}
         minutes = (t.datetime_complete - launched).total_seconds() / 60
-        met = accuracy >= least_accuracy and intra <= most_intra
-        out.append(Point(minutes, t.number, best.number, accuracy, intra, met))
+        out.append(Point(minutes, t.number, best.number, scores, quality.met(scores)))
     return out
 
 
 def run_one(candidate: str, seed: int, args, folder: Path) -> Run:
     """One study of ``candidate`` at ``seed``, stopped at the trials or the budget, then its export."""
-    name = f"ttq-{Path(candidate).stem}-s{seed}"
+    name = f"ttq-{args.model}-{Path(candidate).stem}-s{seed}"
     storage = f"sqlite:///{folder / 'ttq.db'}"
     common = ["--storage", storage, "--artifact-dir", str(folder / "artifacts")]
-    command = [str(GENOPT), "study", "--model", "cgan", "--spec", str(spec_file(candidate, folder))]
+    command = [
+        str(GENOPT),
+        "study",
+        "--model",
+        args.model,
+        "--spec",
+        str(spec_file(candidate, args.model, folder)),
+    ]
     command += ["--study", name, "--trials", str(args.trials), "--seed", str(seed), *common]
     if args.quick:
         command += ["--epochs", "1", "--train-limit", "4096", "--fid-samples", "1000"]
@@ -174,9 +216,9 @@ def run_one(candidate: str, seed: int, args, folder: Path) -> Run:
     study = optuna.load_study(study_name=name, storage=storage)
     if (StudyRecord.of(study).stopped or "").startswith("stopped by the time budget"):
         run.stopped = "budget"
-    run.bar = bar(study)
+    run.bar = bar(study, args.model)
     # the trial the stop cut short completes after the budget: a point past it, left out
-    run.points = [p for p in points(study, launched, *run.bar) if p.minutes <= args.budget]
+    run.points = [p for p in points(study, launched, run.bar) if p.minutes <= args.budget]
     out = folder / f"{name}.pt"
     ensemble = [str(GENOPT), "ensemble", "--study", name, "--out", str(out), *common]
     if args.quick:
@@ -191,7 +233,7 @@ def run_one(candidate: str, seed: int, args, folder: Path) -> Run:
         run.second = second_classifier.judge_export(net, out, 1000 if args.quick else 10_000, seed=seed)
     if args.grids is not None:
         args.grids.mkdir(parents=True, exist_ok=True)
-        grid = args.grids / f"ttq_{Path(candidate).stem}_s{seed}.png"
+        grid = args.grids / f"ttq_{args.model}_{Path(candidate).stem}_s{seed}.png"
         subprocess.run(
             [str(GENOPT), "sample", "--checkpoint", str(out), "--n", "100", "--out", str(grid)], check=True
         )
@@ -205,9 +247,67 @@ def exported(run: Run, split: str, score: str) -> float:
     return run.export["scores"][run.export["mode"]][split].get(score, math.nan)
 
 
-def lowest(values: list[float]) -> float:
-    """The lowest of ``values``; NaN when any is NaN (a failed export), where ``min`` would skip it."""
-    return math.nan if any(math.isnan(v) for v in values) else min(values, default=math.nan)
+def worst_of(values: list[float], worst=min) -> float:
+    """``worst(values)`` (``min`` or ``max``); NaN when any is NaN (a failed export), where ``min`` and
+    ``max`` would skip it."""
+    return math.nan if any(math.isnan(v) for v in values) else worst(values, default=math.nan)
+
+
+def export_columns(run: Run, model: str) -> list[str]:
+    """The export's validation and test scores and the second classifier's reading, as table cells."""
+    if model == "gan":
+        cells = [
+            f"{exported(run, split, 'fid'):.2f} / {exported(run, split, 'class_coverage'):.3f} / "
+            f"{exported(run, split, 'unsure_share'):.3f}"
+            for split in ("validation", "test")
+        ]
+        return [*cells, f"{run.second[1]:.4f}"]
+    return [
+        f"{exported(run, 'validation', 'label_accuracy'):.4f} / "
+        f"{exported(run, 'validation', 'intra_fid'):.2f}",
+        f"{exported(run, 'test', 'label_accuracy'):.4f} / {exported(run, 'test', 'fid'):.2f}",
+        f"{run.second[0]:.4f} / {run.second[1]:.4f}",
+    ]
+
+
+EXPORT_HEADS = {
+    "gan": [
+        "export val FID / coverage / unsure",
+        "export test FID / coverage / unsure",
+        "export unsure, second classifier",
+    ],
+    "cgan": [
+        "export val label acc / intra-FID",
+        "export test label acc / FID",
+        "export label acc / unsure, second classifier",
+    ],
+}
+
+
+def headlines(report: harness.Report, runs: list[Run], args) -> None:
+    """The shipped default's headlines: minutes to the bar, and each export score's worst seed."""
+    report.headline("ttq_minutes", max(r.ttq for r in runs), "{:.1f}")
+    after = f"_{args.budget:g}"  # the test split after a study of --budget minutes
+    if args.model == "gan":
+        for name, worst, fmt in (
+            ("fid", max, "{:.2f}"),
+            ("class_coverage", min, "{:.4f}"),
+            ("unsure_share", max, "{:.4f}"),
+        ):
+            report.headline(
+                f"ttq_{name}{after}", worst_of([exported(r, "test", name) for r in runs], worst), fmt
+            )
+        if args.second_classifier:
+            report.headline(
+                f"ttq_second_unsure_share{after}", worst_of([r.second[1] for r in runs], max), "{:.4f}"
+            )
+        return
+    for name, split in (("ttq_label_accuracy", "validation"), (f"ttq_label_accuracy{after}", "test")):
+        report.headline(name, worst_of([exported(r, split, "label_accuracy") for r in runs], min), "{:.4f}")
+    if args.second_classifier:
+        report.headline(
+            f"ttq_second_label_accuracy{after}", worst_of([r.second[0] for r in runs], min), "{:.4f}"
+        )
 
 
 def main() -> None:
@@ -215,6 +315,7 @@ def main() -> None:
     p.add_argument(
         "--candidates", default="default,article,kind-choice", help="comma-separated names or spec paths"
     )
+    p.add_argument("--model", choices=("cgan", "gan"), default="cgan", help="cgan (default) or gan")
     p.add_argument("--seeds", default="0,1", help="comma-separated study seeds (default 0,1)")
     p.add_argument("--trials", type=int, default=20, help="trials per study (default 20)")
     p.add_argument("--budget", type=float, default=30.0, help="minutes per study at most (default 30)")
@@ -231,7 +332,8 @@ def main() -> None:
         args.trials, args.budget, args.seeds = 2, 6.0, "0"
     if args.second_classifier is None:
         args.second_classifier = not args.quick
-    report = harness.Report("Time to quality: minutes to a cGAN as faithful as real images", args)
+    title = "a cGAN as faithful as real images" if args.model == "cgan" else "a GAN near real images"
+    report = harness.Report(f"Time to quality: minutes to {title}", args)
     if args.threads is not None:
         # the studies run in their own processes: torch reads this when it starts
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -251,23 +353,28 @@ def main() -> None:
             )
 
     report.add(
-        f"Each study: `genopt study --model cgan --spec SPEC --trials {args.trials} --seed S`, "
-        f"stopped at {args.budget:g} minutes if still running, then `genopt ensemble` (top 5, mode "
-        "auto). The bar: the best trial's label accuracy >= the feature net's validation accuracy - "
-        f"{LABEL_ACCURACY_MARGIN:.2f}, and its intra-FID <= {INTRA_FID_FACTOR:g}x the intra-FID floor."
+        f"Each study: `genopt study --model {args.model} --spec SPEC --trials {args.trials} --seed S`, "
+        f"stopped at {args.budget:g} minutes if still running, then `genopt ensemble` (top 5, mode auto). "
+        "The bar, met by the best trial so far: "
+        + (
+            "label accuracy >= the feature net's validation accuracy - "
+            f"{LABEL_ACCURACY_MARGIN:.2f} and intra-FID <= {INTRA_FID_FACTOR:g}x the intra-FID floor."
+            if args.model == "cgan"
+            else f"FID <= {FID_FACTOR:g}x the FID floor and class coverage >= {LEAST_COVERAGE}."
+        )
         + (" Quick: 2 trials of 1 epoch on 4,096 images, 1,000 samples a score." if args.quick else ""),
         "",
     )
-    bars = sorted({r.bar for r in runs if not math.isnan(r.bar[0])})
-    report.add(
-        "Here the bar is "
-        + "; ".join(f"label accuracy >= {a:.4f} and intra-FID <= {i:.2f}" for a, i in bars)
-        + ".",
-        "",
-    )
+    bars = sorted({r.bar.text() for r in runs if r.bar is not None})
+    report.add("Here the bar is " + "; ".join(bars) + ".", "")
     rows = []
     for r in runs:
         last = r.points[-1] if r.points else None
+        best = (
+            " / ".join(f"{v:.4f}" if SCORES[k].rate else f"{v:.2f}" for k, v in last.scores.items())
+            if last
+            else ""
+        )
         rows.append(
             [
                 r.candidate,
@@ -275,13 +382,11 @@ def main() -> None:
                 "inf" if math.isinf(r.ttq) else f"{r.ttq:.1f}",
                 f"{len(r.points)} ({r.stopped})",
                 f"{r.minutes:.1f}",
-                f"{last.best_trial}: {last.label_accuracy:.4f} / {last.intra_fid:.2f}" if last else "-",
-                f"{exported(r, 'validation', 'label_accuracy'):.4f} / "
-                f"{exported(r, 'validation', 'intra_fid'):.2f}",
-                f"{exported(r, 'test', 'label_accuracy'):.4f} / {exported(r, 'test', 'fid'):.2f}",
-                f"{r.second[0]:.4f} / {r.second[1]:.4f}",
+                f"{last.best_trial}: {best}" if last else "-",
+                *export_columns(r, args.model),
             ]
         )
+    bar_scores = runs[0].bar.scores if runs and runs[0].bar else []
     report.table(
         [
             "candidate",
@@ -289,22 +394,14 @@ def main() -> None:
             "ttq minutes",
             "trials finished",
             "study minutes",
-            "best trial: label acc / intra-FID",
-            "export val label acc / intra-FID",
-            "export test label acc / FID",
-            "export label acc / unsure, second classifier",
+            "best trial: " + " / ".join(SCORES[k].label for k in bar_scores),
+            *EXPORT_HEADS[args.model],
         ],
         rows,
     )
-    shipped = [r for r in runs if r.candidate in ("default", str(SHIPPED))]
-    if shipped:
-        report.headline("ttq_minutes", max(r.ttq for r in shipped), "{:.1f}")
-        after = f"ttq_label_accuracy_{args.budget:g}"  # the test split after a study of --budget minutes
-        for name, split in (("ttq_label_accuracy", "validation"), (after, "test")):
-            report.headline(name, lowest([exported(r, split, "label_accuracy") for r in shipped]), "{:.4f}")
-        if args.second_classifier:
-            second = lowest([r.second[0] for r in shipped])
-            report.headline(f"ttq_second_label_accuracy_{args.budget:g}", second, "{:.4f}")
+    default = [r for r in runs if r.candidate in ("default", str(shipped(args.model)))]
+    if default:
+        headlines(report, default, args)
     else:
         report.skip("the headlines", "they are the shipped default's, and it was not among the candidates")
     report.finish()

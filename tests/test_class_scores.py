@@ -1,5 +1,5 @@
-"""Class-aware scores: intra-FID, label accuracy and class coverage in one featurization pass, and
-statistics that mix exactly for mixtures of generators."""
+"""Class-aware scores: intra-FID, label accuracy, class coverage and the unsure share in one
+featurization pass, and statistics that mix exactly for mixtures of generators."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from genopt.metrics import (
     class_coverage,
     intra_fid,
     statistics_from_features,
+    unsure_share,
 )
 from genopt.metrics.statistics import MomentSums
 
@@ -62,7 +63,7 @@ def synthetic(n: int, *, num_classes: int = 3, dim: int = 5, seed: int = 0, shif
 
 def assert_same(a: SampleStatistics, b: SampleStatistics) -> None:
     assert a.conditional == b.conditional
-    for name in ("mean", "cov", "class_mean", "class_cov", "class_counts", "correct", "predicted"):
+    for name in ("mean", "cov", "class_mean", "class_cov", "class_counts", "correct", "predicted", "unsure"):
         x, y = getattr(a, name), getattr(b, name)
         assert x.dtype == y.dtype and torch.equal(x, y), name
 
@@ -90,12 +91,28 @@ def test_intra_fid_and_label_accuracy_see_a_generator_that_ignores_its_label(mni
 def test_class_coverage_sees_a_generator_stuck_on_one_class(mnist, evaluator):
     real = evaluator.evaluate(real_sampler(mnist.test, seed=1, faithful=False), N, conditional=False)
     stuck = evaluator.evaluate(real_sampler(mnist.test, seed=1, faithful=False, only=3), N, conditional=False)
-    assert set(real.as_dict()) == {"fid", "class_coverage"} and real.intra_fid is None
+    assert set(real.as_dict()) == {"fid", "class_coverage", "unsure_share"} and real.intra_fid is None
     assert real.class_coverage > 0.9
     assert stuck.class_coverage < 0.25  # about the share of threes, 1/10
     reference = evaluator.reference_class_statistics()
     assert class_coverage(reference, reference) == pytest.approx(1.0)
     assert reference.predicted_histogram.sum() == pytest.approx(1.0)
+
+
+def test_unsure_share_sees_strokes_that_read_as_no_one_digit(mnist, evaluator):
+    """Two real digits laid over each other read as neither: the unsure share of such samples rises
+    far above that of real digits, which sit near its floor (the validation split's share)."""
+    real_sample = real_sampler(mnist.test, seed=3, faithful=False)
+    real = evaluator.evaluate(real_sample, N, conditional=False)
+    floor = evaluator.unsure_floor()
+    assert 0 < floor < 0.05 and real.unsure_share < 0.05
+
+    def blended(labels: torch.Tensor) -> torch.Tensor:
+        a, b = real_sample(labels), real_sample(labels)
+        return torch.maximum(a, b)  # both strokes, white on black
+
+    blends = evaluator.evaluate(blended, N, conditional=False)
+    assert blends.unsure_share > 0.2 and blends.unsure_share > 5 * real.unsure_share
 
 
 def test_one_pass_gives_every_score_and_the_pooled_statistics_of_score(mnist, evaluator, monkeypatch):
@@ -140,7 +157,8 @@ def test_a_non_finite_pixel_scores_nan_and_leaves_the_references_intact(mnist, e
     assert set(conditional.as_dict()) == {"fid", "intra_fid", "label_accuracy"}
     assert all(math.isnan(v) for v in conditional.as_dict().values())
     unconditional = evaluator.evaluate(broken, N, conditional=False)
-    assert set(unconditional.as_dict()) == {"fid", "class_coverage"} and math.isnan(unconditional.fid)
+    assert set(unconditional.as_dict()) == {"fid", "class_coverage", "unsure_share"}
+    assert math.isnan(unconditional.fid)
     assert evaluator.scores_of(evaluator.reference_class_statistics("test")) == reference
 
 
@@ -174,6 +192,9 @@ def test_statistics_from_features_are_the_moments_and_counts_of_those_features()
         )
         assert stats.correct[c] == int(((guess == c) & (labels == c)).sum())
     assert torch.equal(stats.predicted, torch.bincount(guess, minlength=3).double())
+    unsure = guess[logits.softmax(1).max(1).values < 0.9]
+    assert 0 < len(unsure) < len(guess)
+    assert torch.equal(stats.unsure, torch.bincount(unsure, minlength=3).double())
     assert torch.equal(stats.class_counts, torch.bincount(labels, minlength=3).double())
     # Batches add up to the whole.
     sums = MomentSums(3)
@@ -216,6 +237,7 @@ def test_a_mixture_has_the_statistics_of_its_members_samples_pooled():
     # Counts are the members' rates, weighted: the mixture's accuracy and class balance.
     assert torch.allclose(mixed.correct / mixed.class_counts, pooled.correct / pooled.class_counts)
     assert torch.allclose(mixed.predicted_histogram, pooled.predicted_histogram)
+    assert unsure_share(mixed) == pytest.approx(unsure_share(pooled), rel=1e-12)
     assert mixed.num_samples == pytest.approx(2 / 3 * 600 + 1 / 3 * 300)
     # The pooled part is mixture_statistics, unchanged.
     expected = mixture_statistics([(m.mean, m.cov) for m in members], [2 / 3, 1 / 3])

@@ -68,9 +68,9 @@ def mix_sample_statistics(stats: Sequence[SampleStatistics], weights: Sequence[f
     member i with probability w_i too: per-class moments mix with the same weights as the pooled
     ones. Counts mix as rates: the mixture's ``class_counts`` are the weighted mean of the members',
     its ``correct[c]`` is ``sum_i w_i correct_i[c] / class_counts_i[c]`` times its ``class_counts[c]``,
-    and its ``predicted`` histogram is ``sum_i w_i predicted_i / n_i`` times its sample count, so
-    label accuracy and class coverage are those of the mixture. A one-member mixture (or one whose
-    other weights are zero) equals its member bit for bit.
+    its ``predicted`` (and ``unsure``) counts are ``sum_i w_i predicted_i / n_i`` times its sample
+    count, so label accuracy, class coverage and the unsure share are those of the mixture. A
+    one-member mixture (or one whose other weights are zero) equals its member bit for bit.
 
     Args:
         stats: one per member, all conditional or all not, with the same classes and features.
@@ -86,8 +86,9 @@ def mix_sample_statistics(stats: Sequence[SampleStatistics], weights: Sequence[f
     class_counts = sum(w * s.class_counts.double() for w, s in used)
     total = class_counts.sum()
     correct = sum(w * _rescaled(s.correct.double(), class_counts, s.class_counts.double()) for w, s in used)
-    predicted = sum(
-        w * _rescaled(s.predicted.double(), total, s.class_counts.double().sum()) for w, s in used
+    predicted, unsure = (
+        sum(w * _rescaled(getattr(s, name).double(), total, s.class_counts.double().sum()) for w, s in used)
+        for name in ("predicted", "unsure")
     )
     return SampleStatistics(
         mean=mean,
@@ -98,6 +99,7 @@ def mix_sample_statistics(stats: Sequence[SampleStatistics], weights: Sequence[f
         correct=correct,
         predicted=predicted,
         conditional=stats[0].conditional,
+        unsure=unsure,
     )
 
 

@@ -3,7 +3,7 @@ dataset itself."""
 
 from __future__ import annotations
 
-from genopt.metrics.class_aware import class_coverage, intra_fid, label_accuracy
+from genopt.metrics.class_aware import class_coverage, intra_fid, label_accuracy, unsure_share
 from genopt.metrics.features import FeatureNet, feature_cache_key
 from genopt.metrics.fid import EVAL_NOISE_SEED, FidEvaluator, NonFiniteImageError
 from genopt.metrics.frechet import frechet_distance
@@ -25,4 +25,5 @@ __all__ = [
     "intra_fid",
     "label_accuracy",
     "statistics_from_features",
+    "unsure_share",
 ]

@@ -12,6 +12,10 @@
   about 1 whatever the net's accuracy. Total variation is bounded, symmetric and reads as "the share
   of samples that would have to change class", which a KL divergence (unbounded once a class is
   never drawn) does not.
+* ``unsure_share`` (unconditional): the fraction of samples whose top class probability, by the
+  feature net, is under ``UNSURE_BELOW`` (0.9): strokes that read as no class, or as two. Coverage
+  sees a wrong class balance; this sees malformed samples, which coverage counts as some class.
+  Real validation images give its floor (``FidEvaluator.unsure_floor``).
 
 Pooled FID is ``genopt.metrics.frechet.frechet_distance`` of the pooled moments.
 """
@@ -51,6 +55,11 @@ def class_frechet_distances(stats: SampleStatistics, reference: SampleStatistics
         )
         for c in range(stats.num_classes)
     ]
+
+
+def unsure_share(stats: SampleStatistics) -> float:
+    """Fraction of samples the feature net classifies with a top probability under ``UNSURE_BELOW``."""
+    return finite_or_nan(float(stats.unsure.sum() / stats.predicted.sum()))
 
 
 def class_coverage(stats: SampleStatistics, reference: SampleStatistics) -> float:

@@ -19,7 +19,7 @@ import torch
 
 from genopt.data import Dataset, to_model_range
 from genopt.device import default_device
-from genopt.metrics.class_aware import intra_fid
+from genopt.metrics.class_aware import intra_fid, unsure_share
 from genopt.metrics.features import FEATURE_VERSION, FeatureNet
 from genopt.metrics.frechet import finite_or_nan, frechet_distance
 from genopt.metrics.labels import evaluation_labels
@@ -282,6 +282,10 @@ class FidEvaluator:
             "floor", lambda: {"fid": self.fid_of_statistics(*self.reference_statistics("test"))}
         )
         return float(saved["fid"])
+
+    def unsure_floor(self) -> float:
+        """The unsure share of the validation split's real images: the floor of ``unsure_share``."""
+        return unsure_share(self.reference_class_statistics("validation"))
 
     def intra_floor(self) -> float:
         """Intra-FID of the test split against validation, class by class: the real-data floor. Cached.

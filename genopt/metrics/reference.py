@@ -28,8 +28,9 @@ from genopt.files import atomic_save
 # feature net's channels-last forward, equal to version 1's within float rounding) so cached
 # reference statistics always come from the forward pass that featurizes the generated images.
 # Per-class statistics went into files of their own (``{split}-classes``), which hold the pooled
-# moments too and became the one format, so files already written stayed valid.
-STATISTICS_VERSION = 2
+# moments too and became the one format, so files already written stayed valid. 3: the files count
+# unsure samples too (``SampleStatistics.unsure``), which version 2's lack.
+STATISTICS_VERSION = 3
 # The pooled-only file each split's statistics were kept in before ``{split}-classes`` held them all.
 _OLD_FORMAT = {"validation-classes": "validation", "test-classes": "test"}
 

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
-from genopt.metrics.class_aware import class_coverage, intra_fid, label_accuracy
+from genopt.metrics.class_aware import class_coverage, intra_fid, label_accuracy, unsure_share
 from genopt.metrics.statistics import SampleStatistics
 
 
@@ -30,12 +30,15 @@ class Scores:
         intra_fid: mean per-class FID, for a conditional generator.
         label_accuracy: fraction classified as requested, for a conditional generator.
         class_coverage: ``1 - TV`` of predicted-class histograms, for an unconditional generator.
+        unsure_share: fraction the feature net classifies with a top probability under 0.9, for an
+            unconditional generator.
     """
 
     fid: float
     intra_fid: float | None = None
     label_accuracy: float | None = None
     class_coverage: float | None = None
+    unsure_share: float | None = None
 
     def as_dict(self) -> dict[str, float]:
         """The scores that apply, by name, in field order."""
@@ -144,5 +147,13 @@ SCORES: dict[str, ScoreInfo] = {
         format_spec=".3f",
         applies_to="unconditional",
         compute=class_coverage,
+    ),
+    "unsure_share": ScoreInfo(
+        "unsure",
+        "minimize",
+        rate=True,
+        format_spec=".3f",
+        applies_to="unconditional",
+        compute=lambda stats, _reference: unsure_share(stats),
     ),
 }

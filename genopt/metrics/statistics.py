@@ -15,6 +15,10 @@ from dataclasses import dataclass, fields
 
 import torch
 
+# A sample is "unsure" when the feature net's top class probability is below this: a stroke that
+# reads as no digit, or as two. Real validation digits give the share's floor.
+UNSURE_BELOW = 0.9
+
 
 @dataclass
 class SampleStatistics:
@@ -32,6 +36,8 @@ class SampleStatistics:
         class_counts: samples that requested each class, (K,).
         correct: of those, how many the feature net classifies as the requested class, (K,).
         predicted: how many samples the feature net assigns to each class, (K,).
+        unsure: of those, how many it assigns with a top probability under ``UNSURE_BELOW``, (K,);
+            NaN in statistics saved before genopt counted them.
         conditional: whether the generator draws the class it is asked for; only then do
             ``intra_fid`` and ``label_accuracy`` mean anything.
     """
@@ -44,6 +50,11 @@ class SampleStatistics:
     correct: torch.Tensor
     predicted: torch.Tensor
     conditional: bool
+    unsure: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.unsure is None:
+            self.unsure = torch.full_like(self.predicted, torch.nan, dtype=torch.float64)
 
     @property
     def num_classes(self) -> int:
@@ -64,7 +75,7 @@ class SampleStatistics:
 
     @classmethod
     def from_dict(cls, saved: dict) -> SampleStatistics:
-        return cls(**{f.name: saved[f.name] for f in fields(cls)})
+        return cls(**{f.name: saved[f.name] for f in fields(cls) if f.name in saved})
 
 
 class MomentSums:
@@ -94,6 +105,7 @@ class MomentSums:
         self.class_counts = torch.zeros(k, dtype=torch.int64, device=device)
         self.correct = torch.zeros(k, dtype=torch.int64, device=device)
         self.predicted = torch.zeros(k, dtype=torch.int64, device=device)
+        self.unsure = torch.zeros(k, dtype=torch.int64, device=device)
 
     def update(self, features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
         """Add a batch: features (N, D), the head's logits (N, K), requested labels (N,)."""
@@ -119,8 +131,9 @@ class MomentSums:
             if len(chunk):
                 self.class_total[c] += chunk.sum(dim=0)
                 self.class_outer[c] += chunk.t().mm(chunk)
-        guess = logits.argmax(dim=1)
+        top, guess = logits.float().softmax(dim=1).max(dim=1)
         self.predicted += torch.bincount(guess, minlength=k)
+        self.unsure += torch.bincount(guess[top < UNSURE_BELOW], minlength=k)
         self.correct += torch.bincount(labels[guess == labels], minlength=k)
 
     def result(self, *, conditional: bool, correction: int = 1) -> SampleStatistics:
@@ -154,6 +167,7 @@ class MomentSums:
             correct=self.correct.cpu().double(),
             predicted=self.predicted.cpu().double(),
             conditional=conditional,
+            unsure=self.unsure.cpu().double(),
         )
 
 

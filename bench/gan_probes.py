@@ -82,6 +82,7 @@ def probe(job: tuple[str, dict, int, int, int | None, int, str | None]) -> dict:
         rows.append(
             {k: round(scores[k], 4) for k in SCORES} | {"seconds": round(time.perf_counter() - start)}
         )
+        print(f"{name} epoch {stats.epoch}: " + " ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
         if not best or scores["fid"] < best["fid"]:
             best.update(fid=scores["fid"], epoch=stats.epoch, generator=copy.deepcopy(generator))
 

@@ -37,14 +37,17 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
-def adam(model: torch.nn.Module, config: RunConfig, *, capturable: bool = False) -> torch.optim.Adam:
-    """Adam as the run says; fused, which is measured fastest on the CPU (docs/benchmarks.md).
+def adam(
+    model: torch.nn.Module, config: RunConfig, *, lr_ratio: float = 1.0, capturable: bool = False
+) -> torch.optim.Adam:
+    """Adam as the run says, at ``lr_ratio`` times its lr; fused, which is measured fastest on the
+    CPU (docs/benchmarks.md).
 
     ``capturable`` keeps all of its state on the device, so that its step can run in a CUDA graph.
     """
     return torch.optim.Adam(
         model.parameters(),
-        lr=config.lr,
+        lr=config.lr * lr_ratio,
         betas=(config.beta1, config.beta2),
         fused=True,
         capturable=capturable,
@@ -216,7 +219,8 @@ class TrainStep:
     ):
         device = images.device
         self.G, self.D = G, D
-        self.opt_G, self.opt_D = adam(G, config, capturable=graphed), adam(D, config, capturable=graphed)
+        self.opt_G = adam(G, config, capturable=graphed)
+        self.opt_D = adam(D, config, lr_ratio=config.d_lr_ratio, capturable=graphed)
         self.average = (
             WeightAverage(G, config.ema_decay, capturable=graphed) if config.ema_decay > 0 else None
         )

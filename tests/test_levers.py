@@ -26,7 +26,7 @@ from genopt.spec import (
     parse_value,
     spec_from_dict,
 )
-from genopt.step import WeightAverage, adam, train_step
+from genopt.step import TrainStep, WeightAverage, adam, train_step
 from genopt.train import build_models, train
 
 NEW_FIELDS = ("ema_decay", "conditioning", "spectral_norm", "objective", "min_label_accuracy", "select_epoch")
@@ -190,13 +190,24 @@ def test_a_spec_stored_before_the_levers_loads_as_the_articles_behaviour():
 def test_a_run_config_stored_before_the_levers_still_builds():
     config = StudySpec().run_config({}, seed=0)
     stored = json.loads(json.dumps(dataclasses.asdict(config)))
-    for name in ("ema_decay", "conditioning", "spectral_norm"):
+    for name in ("ema_decay", "conditioning", "spectral_norm", "d_lr_ratio"):
         del stored[name]
     old = RunConfig(**stored)
-    assert (old.ema_decay, old.conditioning, old.spectral_norm) == (0.0, "concat", False)
+    assert (old.ema_decay, old.conditioning, old.spectral_norm, old.d_lr_ratio) == (0.0, "concat", False, 1.0)
 
 
 # --- models and training ------------------------------------------------------------------------
+
+
+def test_the_discriminator_learns_at_d_lr_ratio_times_the_generators_rate(mnist):
+    config = tiny_config(model="gan", d_lr_ratio=4.0)
+    G, D = build_models(config, mnist)
+    images, labels = mnist.train.images[:64], mnist.train.labels[:64]
+    steps = TrainStep(config, G, D, images, labels, "fp32")
+    assert steps.opt_G.param_groups[0]["lr"] == config.lr
+    assert steps.opt_D.param_groups[0]["lr"] == pytest.approx(4 * config.lr)
+    with pytest.raises(GenoptError, match="d_lr_ratio"):
+        spec_from_dict({"training": {"d_lr_ratio": 0}}, where="s.toml")
 
 
 @pytest.mark.parametrize("conditioning", ["concat", "projection", "acgan"])

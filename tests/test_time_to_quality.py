@@ -18,6 +18,7 @@ ANY = ttq.Bar({"label_accuracy": 0.0}, {"intra_fid": math.inf})
 def cgan_bar(least_accuracy: float, most_intra: float) -> ttq.Bar:
     return ttq.Bar({"label_accuracy": least_accuracy}, {"intra_fid": most_intra})
 
+
 pytestmark = pytest.mark.slow  # reads the session's tiny study, made by the console script
 
 

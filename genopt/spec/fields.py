@@ -229,6 +229,8 @@ FIELDS: tuple[Field, ...] = (
     Field("auto_patience", "search", int, 25, article=25, range=AT_LEAST_1),
     Field("auto_min_improvement", "search", float, 0.005, article=0.005, range=DECAY),
     Field("auto_max_trials", "search", int, 100, article=100, range=AT_LEAST_1),
+    # The discriminator's learning rate as a multiple of lr (the two time-scale rule, Heusel et al. 2017).
+    Field("d_lr_ratio", "training", float, 1.0, article=1.0, searchable=True, run=True, range=POSITIVE),
 )
 FIELD: dict[str, Field] = {f.name: f for f in FIELDS}
 

@@ -43,7 +43,9 @@ def parse(variant: str) -> tuple[str, dict]:
             values[key] = text.lower() in ("1", "true", "yes")
         elif isinstance(current, tuple):
             values[key] = tuple(int(w) for w in text.split("/"))
-        elif isinstance(current, float | int):
+        elif isinstance(current, int):
+            values[key] = int(text)
+        elif isinstance(current, float):
             values[key] = float(text)
         else:
             values[key] = text

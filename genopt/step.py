@@ -20,6 +20,7 @@ from genopt.augment import Augmentation
 from genopt.data import to_model_range
 from genopt.device import resolve_precision
 from genopt.models import Discriminator, Generator
+from genopt.models.base import latent_code
 from genopt.spec import RunConfig
 
 # Eager steps on a side stream before the step is captured, as torch.cuda.graph asks: autograd,
@@ -77,7 +78,9 @@ def train_step(
     (tests/test_train_step.py), with less work: one pass over both, and no gradients for D's
     weights during the generator's backward. (With spectral norm, D's power iteration runs once per
     pass, so once for both halves here.) An AC-GAN discriminator (Odena et al. 2017) adds the class
-    cross-entropy of real and fake images to D's loss, and that of fake images to G's.
+    cross-entropy of real and fake images to D's loss, and that of fake images to G's. An
+    unconditional D with latent codes adds the cross-entropy of the code each fake image was drawn
+    with (``latent_code`` of its noise) to both losses, as InfoGAN's mutual-information term.
 
     ``augment_real`` and ``augment_fake`` transform the images D sees (``genopt.augment``): the
     fakes in D's step and in G's alike, so G's gradient passes through the same augmentation.
@@ -96,7 +99,10 @@ def train_step(
     d_loss = F.binary_cross_entropy_with_logits(
         logits[:b].float(), torch.ones(b, device=real.device)
     ) + F.binary_cross_entropy_with_logits(logits[b:].float(), torch.zeros(b, device=real.device))
-    if classes is not None:
+    codes = latent_code(z, D.config.codes) if labels is None and D.config.codes else None
+    if classes is not None and codes is not None:
+        d_loss = d_loss + F.cross_entropy(classes[b:].float(), codes)
+    elif classes is not None:
         classes = classes.float()
         d_loss = d_loss + F.cross_entropy(classes[:b], labels) + F.cross_entropy(classes[b:], labels)
     opt_D.zero_grad(set_to_none=True)
@@ -109,7 +115,7 @@ def train_step(
         fake_logits, fake_classes = D.forward_with_classes(for_fake(fake), labels)
     g_loss = F.binary_cross_entropy_with_logits(fake_logits.float(), torch.ones(b, device=real.device))
     if fake_classes is not None:
-        g_loss = g_loss + F.cross_entropy(fake_classes.float(), labels)
+        g_loss = g_loss + F.cross_entropy(fake_classes.float(), labels if codes is None else codes)
     opt_G.zero_grad(set_to_none=True)
     g_loss.backward()
     opt_G.step()

@@ -26,6 +26,7 @@ import torch
 from genopt.augment import augmentations
 from genopt.data import Dataset
 from genopt.device import default_device, resolve_precision
+from genopt.errors import GenoptError
 from genopt.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, architecture
 from genopt.spec import RunConfig
 from genopt.step import TrainStep, graphs_unsupported
@@ -89,6 +90,12 @@ def build_models(config: RunConfig, dataset: Dataset) -> tuple[Generator, Discri
     widths built.
     """
     num_classes = dataset.num_classes if config.model == "cgan" else 0
+    codes = config.latent_codes if config.model == "gan" else 0
+    if codes > config.noise_dim:
+        raise GenoptError(
+            f"latent_codes ({codes}) is read from the noise's first coordinates: noise_dim "
+            f"({config.noise_dim}) must be at least that"
+        )
     built = architecture(config.kind)
     g_widths = tuple(getattr(config, built.generator_widths))
     d_widths = tuple(getattr(config, built.discriminator_widths))
@@ -101,6 +108,7 @@ def build_models(config: RunConfig, dataset: Dataset) -> tuple[Generator, Discri
             dataset.image_shape,
             num_classes,
             config.kind,
+            codes,
         )
     )
     discriminator = Discriminator(
@@ -112,6 +120,7 @@ def build_models(config: RunConfig, dataset: Dataset) -> tuple[Generator, Discri
             config.conditioning,
             config.spectral_norm,
             config.kind,
+            codes,
         )
     )
     return generator, discriminator

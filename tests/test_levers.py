@@ -16,6 +16,7 @@ from torch import nn
 from genopt.data import to_model_range
 from genopt.errors import GenoptError
 from genopt.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+from genopt.models.base import latent_code
 from genopt.spec import (
     ARTICLE_BEHAVIOUR,
     Param,
@@ -302,3 +303,31 @@ def test_ema_generator_is_scored_and_returned_and_training_is_unchanged(mnist):
         for a, b in zip(weights(averaged.raw_generator), weights(plain.generator), strict=True)
     )
     assert plain.generator is plain.raw_generator and not averaged.generator.training
+
+
+def test_latent_codes_switch_the_generator_and_are_learned_by_both_networks(mnist):
+    """A GAN's latent code is the argmax of its noise's first coordinates: uniform over the codes,
+    read by G (flipping only the code changes the image) and told apart by D's code head."""
+    config = tiny_config(model="gan", latent_codes=4, noise_dim=8)
+    torch.manual_seed(0)
+    G, D = build_models(config, mnist)
+    assert (G.config.codes, D.config.codes, D.conditioning) == (4, 4, "none")
+    z = torch.randn(4000, 8, generator=torch.Generator().manual_seed(0))
+    counts = torch.bincount(latent_code(z, 4), minlength=4)
+    assert counts.min() > 900 and counts.max() < 1100
+    a = torch.zeros(1, 8)
+    a[0, 0] = 1.0
+    b = a.clone()
+    b[0, :4] = torch.tensor([1.0, 1.1, 0.0, 0.0])  # code 1 instead of 0, the rest of the noise alike
+    G.eval()
+    assert not torch.allclose(G(a), G(b))
+    real = to_model_range(mnist.train.images[:8])
+    logits, codes = D.forward_with_classes(real)
+    assert logits.shape == (8,) and codes.shape == (8, 4)
+    before = D.classifier.weight.detach().clone()
+    d_loss, g_loss = train_step(G, D, adam(G, config), adam(D, config), real, None, torch.randn(8, 8))
+    assert torch.isfinite(d_loss) and torch.isfinite(g_loss)
+    assert not torch.equal(before, D.classifier.weight)
+    assert GeneratorConfig.from_dict(json.loads(json.dumps(G.config.to_dict()))) == G.config
+    with pytest.raises(GenoptError, match="noise_dim"):
+        build_models(tiny_config(model="gan", latent_codes=16, noise_dim=8), mnist)

@@ -17,11 +17,13 @@ from genopt.device import rng_device
 from genopt.models import dcgan, mlp
 from genopt.models.base import (
     CONDITIONINGS,
+    LATENT_CODES,
     UNCONDITIONAL,
     Architecture,
     Conditioning,
     DiscriminatorConfig,
     GeneratorConfig,
+    latent_code,
     with_labels,
 )
 
@@ -64,6 +66,8 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         x = with_labels(z, labels, self.config.num_classes)
+        if self.config.codes:
+            x = with_labels(x, latent_code(z, self.config.codes), self.config.codes)
         for stage in self.children():  # the architecture's stages, in order
             x = stage(x)
         return x
@@ -93,7 +97,8 @@ class Discriminator(nn.Module):
         self._architecture = architecture(config.kind)
         self.config = config
         self.conditioning = config.conditioning if config.num_classes else "none"
-        self._conditioning = CONDITIONINGS[config.conditioning] if config.num_classes else UNCONDITIONAL
+        unconditional = LATENT_CODES if config.codes else UNCONDITIONAL
+        self._conditioning = CONDITIONINGS[config.conditioning] if config.num_classes else unconditional
         for name, module in self._architecture.discriminator(config, self._conditioning).items():
             self.add_module(name, module)
         if config.spectral_norm:
@@ -108,7 +113,8 @@ class Discriminator(nn.Module):
     def forward_with_classes(
         self, images: torch.Tensor, labels: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The real/fake logits (N,) and, for AC-GAN only, class logits (N, classes); else None.
+        """The real/fake logits (N,) and, for AC-GAN only, class logits (N, classes), or for latent
+        codes their logits (N, codes); else None.
 
         One pass gives both, so the AC-GAN losses cost no extra forward pass.
         """

@@ -21,6 +21,10 @@ class GeneratorConfig:
     ``kind`` names the architecture (``genopt.models.ARCHITECTURES``): ``widths`` are the hidden
     layers' units for ``"mlp"``, and for ``"dcgan"`` the channels of each stage, from the smallest
     feature map up (each stage doubles height and width).
+
+    ``codes`` (an unconditional generator's, 0: none) is a categorical latent read from the noise
+    itself, ``latent_code``: its one-hot joins the noise, so the generator can switch between modes
+    (digits) instead of passing through blends of them (InfoGAN's discrete code, Chen et al. 2016).
     """
 
     noise_dim: int
@@ -28,6 +32,12 @@ class GeneratorConfig:
     image_shape: tuple[int, int, int]
     num_classes: int = 0
     kind: str = "mlp"
+    codes: int = 0
+
+    @property
+    def inputs(self) -> int:
+        """The width of the first stage's input: the noise, one-hot label and one-hot code."""
+        return self.noise_dim + self.num_classes + self.codes
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,6 +51,7 @@ class GeneratorConfig:
             tuple(d["image_shape"]),
             d["num_classes"],
             d.get("kind", "mlp"),
+            d.get("codes", 0),
         )
 
 
@@ -52,7 +63,8 @@ class DiscriminatorConfig:
     ``spectral_norm`` divides every linear and convolutional layer's weight by its largest singular
     value (Miyato et al. 2018, "Spectral Normalization for Generative Adversarial Networks"), bounding
     D's Lipschitz constant. ``kind`` names the architecture: for ``"dcgan"``, ``widths`` are the
-    channels of each stride-2 convolution from the image down.
+    channels of each stride-2 convolution from the image down. ``codes`` (unconditional only): a
+    head that tells which latent code a generated image was drawn with (``LATENT_CODES``).
     """
 
     widths: tuple[int, ...]
@@ -62,6 +74,12 @@ class DiscriminatorConfig:
     conditioning: str = "concat"
     spectral_norm: bool = False
     kind: str = "mlp"
+    codes: int = 0
+
+    @property
+    def head_classes(self) -> int:
+        """What a classifier head tells apart: the classes, or an unconditional D's latent codes."""
+        return self.num_classes or self.codes
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -77,6 +95,7 @@ class DiscriminatorConfig:
             d.get("conditioning", "concat"),
             d.get("spectral_norm", False),
             d.get("kind", "mlp"),
+            d.get("codes", 0),
         )
 
 
@@ -87,6 +106,12 @@ def with_labels(x: torch.Tensor, labels: torch.Tensor | None, num_classes: int) 
     if labels is None:
         raise ValueError("a conditional model needs labels")
     return torch.cat([x, F.one_hot(labels, num_classes).to(x.dtype)], dim=1)
+
+
+def latent_code(z: torch.Tensor, codes: int) -> torch.Tensor:
+    """The categorical code of each noise vector (N,): the argmax of its first ``codes`` coordinates,
+    uniform over the codes for Gaussian noise, so every consumer that draws the noise draws the code."""
+    return z[:, :codes].argmax(dim=1)
 
 
 class Conditioning:
@@ -148,7 +173,13 @@ class AuxiliaryClassifier(Conditioning):
         return logits, discriminator.classifier(features)
 
 
+class LatentCodes(AuxiliaryClassifier):
+    """An unconditional D's head that tells which latent code drew a generated image (InfoGAN's Q
+    head, sharing D's body): the step adds its cross-entropy on generated images to both losses."""
+
+
 UNCONDITIONAL = Conditioning()
+LATENT_CODES = LatentCodes()
 # The conditionings a spec may name (genopt.spec.fields.CONDITIONING_NAMES; tests/test_registries.py).
 CONDITIONINGS: dict[str, Conditioning] = {
     "concat": Concat(),

@@ -80,7 +80,7 @@ def generator(config: GeneratorConfig) -> dict[str, nn.Module]:
             f"height and width, so both must be multiples of {2**stages}; this size allows at most {most}"
         )
     h0, w0 = h >> stages, w >> stages
-    project = nn.Linear(config.noise_dim + config.num_classes, channels[0] * h0 * w0, bias=False)
+    project = nn.Linear(config.inputs, channels[0] * h0 * w0, bias=False)
     layers: list[nn.Module] = [nn.Unflatten(1, (channels[0], h0, w0)), nn.BatchNorm2d(channels[0]), nn.ReLU()]
     for fan_in, fan_out in zip(channels[:-1], channels[1:], strict=True):
         layers += [
@@ -113,7 +113,7 @@ def discriminator(config: DiscriminatorConfig, conditioning: Conditioning) -> di
         layers += [nn.Conv2d(fan_in, fan_out, 4, 2, 1), activation]
     layers.append(nn.Flatten())
     features = channels[-1] * (h >> stages) * (w >> stages)
-    return _init({"body": nn.Sequential(*layers), **heads(features, conditioning, config.num_classes)})
+    return _init({"body": nn.Sequential(*layers), **heads(features, conditioning, config.head_classes)})
 
 
 def discriminator_input(images: torch.Tensor, labels: torch.Tensor | None, num_classes: int) -> torch.Tensor:

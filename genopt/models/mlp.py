@@ -27,7 +27,7 @@ def layers(sizes: list[int], activation: nn.Module) -> list[nn.Module]:
 def generator(config: GeneratorConfig) -> dict[str, nn.Module]:
     """Noise (and one-hot label) -> hidden layers with ReLU -> Tanh, unflattened to the image shape."""
     c, h, w = config.image_shape
-    sizes = [config.noise_dim + config.num_classes, *config.widths, c * h * w]
+    sizes = [config.inputs, *config.widths, c * h * w]
     return {"net": nn.Sequential(*layers(sizes, nn.ReLU()), nn.Tanh(), nn.Unflatten(1, config.image_shape))}
 
 
@@ -45,7 +45,7 @@ def discriminator(config: DiscriminatorConfig, conditioning: Conditioning) -> di
     body: list[nn.Module] = []
     for fan_in, fan_out in zip([inputs, *config.widths[:-1]], config.widths, strict=True):
         body += [nn.Linear(fan_in, fan_out), activation]
-    return {"body": nn.Sequential(*body), **heads(config.widths[-1], conditioning, config.num_classes)}
+    return {"body": nn.Sequential(*body), **heads(config.widths[-1], conditioning, config.head_classes)}
 
 
 def discriminator_input(images: torch.Tensor, labels: torch.Tensor | None, num_classes: int) -> torch.Tensor:

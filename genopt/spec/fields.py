@@ -231,6 +231,8 @@ FIELDS: tuple[Field, ...] = (
     Field("auto_max_trials", "search", int, 100, article=100, range=AT_LEAST_1),
     # The discriminator's learning rate as a multiple of lr (the two time-scale rule, Heusel et al. 2017).
     Field("d_lr_ratio", "training", float, 1.0, article=1.0, searchable=True, run=True, range=POSITIVE),
+    # A GAN's categorical latent code (0: none), read from the noise, with D's head for it (InfoGAN).
+    Field("latent_codes", "architecture", int, 0, article=0, searchable=True, run=True, range=Range(0)),
 )
 FIELD: dict[str, Field] = {f.name: f for f in FIELDS}
 

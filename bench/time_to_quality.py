@@ -17,8 +17,8 @@ genopt's feature network sees in its samples and in the validation split) at lea
 
 Per candidate and seed it prints the minutes to the bar (``inf`` when the budget ran out first),
 the best trial, and the exported ensemble's validation and test scores; ``--grids DIR`` keeps each
-export's sample grid. Candidates: ``default`` (``studies/MODEL.toml`` as shipped), ``article``
-(``studies/MODEL-article.toml``, the article's MLPs), ``kind-choice`` (the default with ``kind``
+export's sample grid. Candidates: ``default`` (``studies/cgan.toml`` or ``studies/gan.toml`` as shipped),
+``article`` (their ``-article`` twins, the article's MLPs), ``kind-choice`` (the default with ``kind``
 searched between ``mlp`` and ``dcgan``), or a path to any spec.
 
 Headlines, the last lines, for the shipped default over its seeds: ``ttq_minutes`` (the slowest

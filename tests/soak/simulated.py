@@ -1,5 +1,6 @@
-"""Simulated workers for the load test (bench/load_test.py): genopt's real study loop, its real trial
-attributes, heartbeats and artifact uploads, with the training replaced by a sleep.
+"""Simulated workers for the load test (git show d75cb9a:bench/load_test.py, retired): genopt's real
+study loop, its real trial attributes, heartbeats and artifact uploads, with the training replaced by
+a sleep.
 
 A simulated worker is a thread with a storage of its own (its own database connections, or its own
 gRPC channel to the proxy, as a worker process has) that runs ``genopt.study.optimize.optimize``:

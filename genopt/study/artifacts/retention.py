@@ -37,7 +37,7 @@ def retain_best(store, keep: int):
     def callback(study: optuna.Study, _: FrozenTrial) -> None:
         kept = kept_checkpoints(study, store)
         # The trials read once: study.trials copies them all, once per kept checkpoint it was asked for,
-        # and hundreds of workers finishing together each keep hundreds (bench/load_test.py).
+        # and hundreds of workers finishing together each keep hundreds (git show d75cb9a:bench/load_test.py).
         value = {t.number: t.value for t in study.get_trials(deepcopy=False)}
         ranked = sorted(kept, key=lambda number: value[number])
         for number in ranked[keep:]:

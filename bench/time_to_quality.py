@@ -289,11 +289,9 @@ def headlines(report: harness.Report, runs: list[Run], args) -> None:
     report.headline("ttq_minutes", max(r.ttq for r in runs), "{:.1f}")
     after = f"_{args.budget:g}"  # the test split after a study of --budget minutes
     if args.model == "gan":
-        for name, worst, fmt in (
-            ("fid", max, "{:.2f}"),
-            ("class_coverage", min, "{:.4f}"),
-            ("unsure_share", max, "{:.4f}"),
-        ):
+        for name in ("fid", "class_coverage", "unsure_share"):
+            worst = max if SCORES[name].direction == "minimize" else min
+            fmt = "{:.4f}" if SCORES[name].rate else "{:.2f}"
             report.headline(
                 f"ttq_{name}{after}", worst_of([exported(r, "test", name) for r in runs], worst), fmt
             )

@@ -10,7 +10,9 @@ validation and test splits both stay unseen.
 
 ``judge`` gives, for images and the classes they were asked to draw, the share it labels as asked
 and the share it is unsure of (top class probability under ``UNSURE_BELOW``). Real test images give
-both floors.
+both floors. For an unconditional generator ``judge_unconditional`` gives its class coverage (1 - TV
+of the classes it reads in the samples against the test split's labels), its unsure share and an FID
+in its own 64-d pooled features: a yardstick that a filter by genopt's network cannot flatter.
 
     python -m bench.second_classifier --export storage/exports/cgan-mnist.pt
 """
@@ -28,6 +30,7 @@ from torch import nn
 from genopt import paths
 from genopt.augment import translate
 from genopt.data import Dataset, load_dataset, to_model_range
+from genopt.metrics import frechet_distance
 
 UNSURE_BELOW = 0.9
 EPOCHS = 3
@@ -117,14 +120,43 @@ def judge(net: ResidualClassifier, images: torch.Tensor, labels: torch.Tensor) -
     return right / len(labels), unsure / len(labels)
 
 
-def judge_export(net: ResidualClassifier, path: Path, samples: int, seed: int = 0) -> tuple[float, float]:
-    """The same two shares for ``samples`` images of an exported ensemble, the classes in turn."""
+@torch.no_grad()
+def _read(net: ResidualClassifier, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pooled features (N, 64) in float64, class probabilities (N, K)) of images in [-1, 1]."""
+    features = torch.cat(
+        [net.body(images[i : i + 1000]).mean(dim=(2, 3)) for i in range(0, len(images), 1000)]
+    )
+    return features.double(), net.head(features).softmax(dim=1)
+
+
+def judge_unconditional(net: ResidualClassifier, images: torch.Tensor, real) -> tuple[float, float, float]:
+    """(class coverage, unsure share, FID in this net's features) of ``images`` in [-1, 1] against
+    ``real``, a split of the dataset (its images and labels)."""
+    features, probs = _read(net, images)
+    reference, _ = _read(net, to_model_range(real.images))
+    top, guess = probs.max(dim=1)
+    k = probs.shape[1]
+    have = torch.bincount(guess, minlength=k).double() / len(guess)
+    want = torch.bincount(real.labels, minlength=k).double() / len(real.labels)
+    moments = [(f.mean(0), f.T.cov()) for f in (features, reference)]
+    fid = frechet_distance(*moments[0], *moments[1])
+    return float(torch.minimum(have, want).sum()), float((top < UNSURE_BELOW).double().mean()), fid
+
+
+def judge_export(net: ResidualClassifier, path: Path, samples: int, seed: int = 0) -> tuple[float, ...]:
+    """``samples`` images of an exported ensemble (the classes in turn) judged: a conditional one's
+    two shares (``judge``), an unconditional one's three scores on the test split
+    (``judge_unconditional``)."""
     from genopt import load_ensemble
 
     ensemble = load_ensemble(path)
     classes = ensemble.num_classes if ensemble.conditional else 1
     labels = torch.arange(samples) % classes
     images = ensemble.sample(samples, labels=labels, generator=torch.Generator().manual_seed(seed))
+    if not ensemble.conditional:
+        return judge_unconditional(
+            net, images * 2 - 1, load_dataset(ensemble.metadata["dataset"]["name"]).test
+        )
     return judge(net, images * 2 - 1, labels)
 
 
@@ -139,9 +171,13 @@ def main() -> None:
     test = dataset.test
     accuracy, unsure = judge(net, to_model_range(test.images), test.labels)
     print(f"real test images: label accuracy {accuracy:.4f}, unsure {unsure:.4f}")
+    floor = judge_unconditional(net, to_model_range(dataset.validation.images), test)
+    print(f"real validation images: coverage {floor[0]:.4f}, unsure {floor[1]:.4f}, FID {floor[2]:.3f}")
     for path in args.export:
-        accuracy, unsure = judge_export(net, path, args.samples)
-        print(f"{path}: label accuracy {accuracy:.4f}, unsure {unsure:.4f} ({args.samples:,} samples)")
+        judged = judge_export(net, path, args.samples)
+        names = ("label accuracy", "unsure") if len(judged) == 2 else ("coverage", "unsure", "FID")
+        scores = ", ".join(f"{name} {value:.4f}" for name, value in zip(names, judged, strict=True))
+        print(f"{path}: {scores} ({args.samples:,} samples)")
 
 
 if __name__ == "__main__":

@@ -34,8 +34,10 @@ on 4,096 training images, 1,000 samples a score; its bar is not expected to be m
 
 Each export is also judged by a classifier of another design (``bench/second_classifier.py``,
 trained on the train split only): its label accuracy (a cGAN's) and unsure share over 10,000
-samples, and the headline ``ttq_second_label_accuracy_B`` (cGAN; the lowest over the seeds) or
-``ttq_second_unsure_share_B`` (GAN; the highest).
+samples, and the headline ``ttq_second_label_accuracy_B`` (cGAN; the lowest over the seeds), or for
+a GAN its coverage, unsure share and FID in its own features on the test split, worst seed:
+``ttq_second_class_coverage_B``, ``ttq_second_unsure_share_B``, ``ttq_second_fid_B``. A GAN export
+made with rejection sampling (``genopt ensemble --rejection``) is scored as it samples, filtered.
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ class Run:
     stopped: str = "trials"  # or "budget"
     export: dict = field(default_factory=dict)  # the export's JSON
     # the export's label accuracy and unsure share by the second classifier (NaN: not judged)
-    second: tuple[float, float] = (math.nan, math.nan)
+    second: tuple[float, ...] = (math.nan, math.nan, math.nan)
     bar: Bar | None = None
 
     @property
@@ -241,10 +243,12 @@ def run_one(candidate: str, seed: int, args, folder: Path) -> Run:
 
 
 def exported(run: Run, split: str, score: str) -> float:
-    """A score of the exported generator (the mode ``genopt ensemble`` chose) on ``split``."""
+    """A score of the exported generator (the mode ``genopt ensemble`` chose, through its rejection
+    filter when it has one) on ``split``."""
     if not run.export:
         return math.nan
-    return run.export["scores"][run.export["mode"]][split].get(score, math.nan)
+    kind = "rejection" if "rejection" in run.export["scores"] else run.export["mode"]
+    return run.export["scores"][kind][split].get(score, math.nan)
 
 
 def worst_of(values: list[float], worst=min) -> float:
@@ -261,7 +265,7 @@ def export_columns(run: Run, model: str) -> list[str]:
             f"{exported(run, split, 'unsure_share'):.3f}"
             for split in ("validation", "test")
         ]
-        return [*cells, f"{run.second[1]:.4f}"]
+        return [*cells, f"{run.second[0]:.3f} / {run.second[1]:.3f} / {run.second[2]:.2f}"]
     return [
         f"{exported(run, 'validation', 'label_accuracy'):.4f} / "
         f"{exported(run, 'validation', 'intra_fid'):.2f}",
@@ -274,7 +278,7 @@ EXPORT_HEADS = {
     "gan": [
         "export val FID / coverage / unsure",
         "export test FID / coverage / unsure",
-        "export unsure, second classifier",
+        "export test coverage / unsure / FID, second classifier",
     ],
     "cgan": [
         "export val label acc / intra-FID",
@@ -296,9 +300,12 @@ def headlines(report: harness.Report, runs: list[Run], args) -> None:
                 f"ttq_{name}{after}", worst_of([exported(r, "test", name) for r in runs], worst), fmt
             )
         if args.second_classifier:
-            report.headline(
-                f"ttq_second_unsure_share{after}", worst_of([r.second[1] for r in runs], max), "{:.4f}"
-            )
+            for i, name in enumerate(("class_coverage", "unsure_share", "fid")):
+                worst = max if SCORES[name].direction == "minimize" else min
+                fmt = "{:.4f}" if SCORES[name].rate else "{:.2f}"
+                report.headline(
+                    f"ttq_second_{name}{after}", worst_of([r.second[i] for r in runs], worst), fmt
+                )
         return
     for name, split in (("ttq_label_accuracy", "validation"), (f"ttq_label_accuracy{after}", "test")):
         report.headline(name, worst_of([exported(r, split, "label_accuracy") for r in runs], min), "{:.4f}")

@@ -32,8 +32,7 @@ from genopt.models import Discriminator, Generator, GeneratorConfig
 
 TRIAL_FORMAT = "genopt-generator/1"
 EXPORT_FORMAT = "genopt-ensemble/1"
-# An export's images lie in [0, 1].
-VALUE_RANGE = (0.0, 1.0)
+VALUE_RANGE = (0.0, 1.0)  # an export's images lie in [0, 1]
 
 # Optional fields of a trial checkpoint: the discriminator's architecture and weights, kept for warm
 # starts since these fields exist (genopt.study.init_from); older checkpoints lack them.
@@ -174,9 +173,10 @@ def export_checkpoint(
 
 
 def without_weights(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """An export's content less its members' weights: what its JSON (and ``metadata``) holds."""
-    members = [{k: v for k, v in m.items() if k != "state_dict"} for m in checkpoint["members"]]
-    return checkpoint | {"members": members}
+    """An export's content less its members' (and rejection filter's) weights: what its JSON holds."""
+    weightless = [{k: v for k, v in m.items() if k != "state_dict"} for m in checkpoint["members"]]
+    rejection = {k: v for k, v in (checkpoint.get("rejection") or {}).items() if k != "state_dict"}
+    return checkpoint | {"members": weightless} | ({"rejection": rejection} if rejection else {})
 
 
 def write_export(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:

@@ -35,6 +35,14 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--fid-samples", type=positive_int, help="generated images per score (default: the study's)"
     )
+    p.add_argument(
+        "--rejection",
+        choices=("auto", "classes", "none"),
+        default="auto",
+        help="classes: sample an unconditional ensemble through a filter that keeps images its feature "
+        "network is sure of, in the training split's class proportions; auto: classes where it applies "
+        "(unconditional, labelled data; default)",
+    )
     add_data_dir(p)
     add_artifact_store(p)
     p.set_defaults(handler=run)
@@ -53,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         fid_samples=args.fid_samples,
         data_dir=args.data_dir,
         artifact_store=args.artifact_store,
+        rejection=args.rejection,
     )
     print(summary(result))
     return 0
@@ -85,8 +94,9 @@ def summary(result) -> str:
         "best_single": f"best single (trial {described['best_single_trial']})",
         "mean": "mean",
         "mixture": "mixture",
+        "rejection": f"{described['mode']} + rejection",
     }
-    for name, label in labels.items():
+    for name, label in ((k, v) for k, v in labels.items() if k in build.scores):
         cells = "".join(
             _cell(build.scores[name][split].get(n), SCORES[n])
             for split in ("validation", "test")
@@ -100,6 +110,9 @@ def summary(result) -> str:
         + ")",
         f"  {'samples per score':<24}{described['fid_samples']}",
     ]
+    if "rejection" in described:
+        rate = described["rejection"]["acceptance_rate"]
+        lines.append(f"  {'rejection sampling':<24}keeps {rate:.0%} of candidates (see its JSON)")
     return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ from genopt.checkpoints import load_trial_checkpoint
 from genopt.data import Dataset
 from genopt.ensemble.generator import MODES, EnsembleGenerator
 from genopt.ensemble.mixture import greedy_mixture, mix_sample_statistics
+from genopt.ensemble.rejection import MIN_AUTO_RATE, fit_rejection
 from genopt.errors import GenoptError
 from genopt.metrics import EVAL_NOISE_SEED, FidEvaluator, SampleStatistics
 from genopt.metrics.scores import SCORES
@@ -32,6 +33,9 @@ from genopt.study.storage.database import load_existing_study
 
 # Seeds the mean ensemble's draws for its scores, apart from the members' evaluation noise.
 ENSEMBLE_NOISE_SEED = 54321
+# Seed the rejection filter's fit and, one up, its scored draws.
+REJECTION_SEED = 65432
+REJECTIONS = ("auto", "classes", "none")
 SPLITS = ("validation", "test")
 
 
@@ -54,6 +58,7 @@ class EnsembleBuild:
         objective: the score that chose (``fid`` or ``intra_fid``), the study's own.
         scores: ``{"best_single" | "mean" | "mixture": {"validation" | "test": {score: value}}}``.
         mixture_weights: the greedy weights, one per candidate (zeros included).
+            With rejection sampling, ``scores["rejection"]`` holds the filtered export's scores.
         chosen: the members of ``ensemble``, in its order.
         metadata: plain values for the checkpoint: study, dataset, model kind, sample budget, ...
     """
@@ -149,6 +154,7 @@ def build_ensemble(
     rounds: int = 25,
     data_dir: Path | None = None,
     artifact_store: str | Path | None = None,
+    rejection: str = "auto",
 ) -> EnsembleBuild:
     """Combine the study's ``top_k`` best generators, score best single / mean / mixture, choose.
 
@@ -162,6 +168,10 @@ def build_ensemble(
         data_dir: the study's IDX folder, when it moved; default where the study found its data.
         artifact_store: the study's artifact store (a folder or ``s3://`` URL), when it moved;
             default the one it wrote to.
+        rejection: ``classes``: the export samples through a filter toward the training split's
+            classes (``genopt.ensemble.rejection``, unconditional ensembles of labelled data only);
+            ``none``; ``auto`` (default): ``classes`` where it applies and keeps at least
+            ``MIN_AUTO_RATE`` of the candidates.
 
     Raises:
         GenoptError: bad input, a missing study, no usable checkpoint, or other data than the study's.
@@ -172,6 +182,8 @@ def build_ensemble(
         raise GenoptError(f"mode must be auto, mean or mixture, got {mode!r}")
     if fid_samples is not None and fid_samples < 2:
         raise GenoptError(f"--fid-samples must be at least 2, got {fid_samples}")
+    if rejection not in REJECTIONS:
+        raise GenoptError(f"--rejection must be one of {', '.join(REJECTIONS)}, got {rejection!r}")
     study = load_existing_study(study_name, storage_url)
     location = study_artifact_location(study, artifact_store)
     store = open_store(location)
@@ -181,6 +193,12 @@ def build_ensemble(
     n = fid_samples or spec.fid_samples
     objective = spec.objective_name
     conditional = members[0].generator.config.num_classes > 0
+    filtered = rejection == "classes" or (rejection == "auto" and not conditional and dataset.labelled)
+    if filtered and (conditional or not dataset.labelled):
+        raise GenoptError(
+            "--rejection classes needs an unconditional study of labelled data "
+            f"(study {study_name!r} is {'conditional' if conditional else 'of unlabelled images'})"
+        )
 
     # Scored on the device the study's trials were scored on by default (CUDA when present), with the
     # same CPU-drawn noise, so the best single member's score is its trial's value; exported from the CPU.
@@ -234,6 +252,22 @@ def build_ensemble(
             mode="mixture",
             class_names=class_names,
         )
+    if filtered:  # fitted on draws of its own, scored on others; the test split stays for the report
+        target = torch.bincount(dataset.train.labels, minlength=dataset.num_classes)
+        rng = torch.Generator().manual_seed(REJECTION_SEED)
+        fitted = fit_rejection(ensemble, net, target, samples=n, generator=rng)
+        if rejection == "auto" and fitted.acceptance_rate < MIN_AUTO_RATE:
+            print(
+                f"genopt ensemble: no rejection sampling: it would keep {fitted.acceptance_rate:.1%} of "
+                f"candidates (auto takes it from {MIN_AUTO_RATE:.0%}; --rejection classes forces it)"
+            )
+        else:
+            ensemble.rejection = fitted
+            rng = torch.Generator().manual_seed(REJECTION_SEED + 1)
+            kept = _statistics(evaluator, lambda y: ensemble.sample(len(y), generator=rng) * 2 - 1, n, False)
+            scores["rejection"] = {
+                split: evaluator.scores_of(kept, split=split).as_dict() for split in SPLITS
+            }
     metadata = {
         "study": study_name,
         "model": spec.model,

@@ -45,6 +45,7 @@ __all__ = [
     "export_program",
     "load_ensemble",
     "program_inputs",
+    "program_outputs",
     "read_description",
     "save_ensemble",
 ]
@@ -61,11 +62,19 @@ def program_inputs(ensemble: EnsembleGenerator) -> list[dict[str, Any]]:
         )
     if ensemble.mode == "mixture":
         inputs.append({"name": "choice", "shape": ["N"], "dtype": "float32", "law": "uniform[0, 1)"})
+    if ensemble.rejection is not None:
+        inputs.append({"name": "accept_draw", "shape": ["N"], "dtype": "float32", "law": "uniform[0, 1)"})
     return inputs
 
 
+def program_outputs(ensemble: EnsembleGenerator) -> list[str]:
+    """What the program returns: the images, and with a rejection filter which of them to keep."""
+    return ["images"] if ensemble.rejection is None else ["images", "kept"]
+
+
 class _Program(nn.Module):
-    """The ensemble's ``forward`` with exactly the inputs ``program_inputs`` lists."""
+    """The ensemble's ``forward`` with exactly the inputs ``program_inputs`` lists; with a rejection
+    filter it also returns (N,) bool: the images to keep (the rest are thrown away)."""
 
     def __init__(self, ensemble: EnsembleGenerator) -> None:
         super().__init__()
@@ -74,13 +83,18 @@ class _Program(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         named = dict(zip(self.names, inputs, strict=True))
-        return self.ensemble(named["noise"], named.get("labels"), named.get("choice"))
+        images = self.ensemble(named["noise"], named.get("labels"), named.get("choice"))
+        if self.ensemble.rejection is None:
+            return images
+        return images, self.ensemble.rejection(images, named["accept_draw"])
 
 
 def export_program(ensemble: EnsembleGenerator, *, path: str | Path) -> str:
     """Write a ``torch.export`` program of ``ensemble`` (any batch size) to ``path``; its sha256."""
     path = Path(path)
     example = ensemble.inputs(4, generator=torch.Generator().manual_seed(0))
+    if ensemble.rejection is not None:
+        example = (*example, torch.rand(4, generator=torch.Generator().manual_seed(1)))
     batch = torch.export.Dim("batch")
     # One entry for the whole ``*inputs`` of ``_Program.forward``; the batch size is free in each.
     dynamic_shapes = (tuple({0: batch} for _ in example),)
@@ -107,6 +121,8 @@ def save_ensemble(build: EnsembleBuild, *, path: str | Path, torch_export: bool 
         scores=build.scores,
         metadata=build.metadata,
     )
+    if ensemble.rejection is not None:
+        checkpoint["rejection"] = ensemble.rejection.record()
     described = write_export(checkpoint, path)
     if torch_export:
         program_path = path.with_suffix(".pt2")
@@ -115,6 +131,7 @@ def save_ensemble(build: EnsembleBuild, *, path: str | Path, torch_export: bool 
             "file": program_path.name,
             "sha256": sha256,
             "inputs": program_inputs(ensemble),
+            "outputs": program_outputs(ensemble),
         }
     write_description(path, described)
     return described
@@ -145,6 +162,7 @@ def export_ensemble(
     fid_samples: int | None = None,
     data_dir: Path | None = None,
     artifact_store: str | Path | None = None,
+    rejection: str = "auto",
 ) -> Export:
     """Build the study's ensemble (``genopt.ensemble.build_ensemble``) and save it.
 
@@ -169,6 +187,7 @@ def export_ensemble(
         fid_samples=fid_samples,
         data_dir=data_dir,
         artifact_store=artifact_store,
+        rejection=rejection,
     )
     description = save_ensemble(build, path=path, torch_export=torch_export)
     return Export(build, path, description)

@@ -16,6 +16,7 @@ from torch import nn
 
 from genopt.checkpoints import export_class_names, export_members, read_export, without_weights
 from genopt.device import rng_device
+from genopt.ensemble.rejection import Rejection, draw_kept
 from genopt.models import Generator
 
 MODES = ("mean", "mixture")
@@ -74,6 +75,8 @@ class EnsembleGenerator(nn.Module):
         bounds = torch.cumsum(w / w.sum(), 0).float()
         bounds[-1] = 1.0
         self.register_buffer("bounds", bounds, persistent=False)
+        # An unconditional ensemble's filter (genopt.ensemble.rejection), when its export has one.
+        self.rejection: Rejection | None = None
         self.requires_grad_(False).eval()
 
     @property
@@ -148,7 +151,11 @@ class EnsembleGenerator(nn.Module):
             labels: one class for all, or (n,) classes; default the classes in turn. Ignored when
                 the ensemble is unconditional.
             generator: the source of randomness; the same seed gives the same images.
+
+        With a filter (``rejection``), the images are those it keeps of as many candidates as it takes.
         """
+        if self.rejection is not None:
+            return draw_kept(self, n, generator)
         args = self.inputs(n, labels, generator)
         if not self.conditional:
             return self(args[0], None, *args[1:])
@@ -161,7 +168,8 @@ def load_ensemble(path: str | Path) -> EnsembleGenerator:
     The returned module (CPU, eval mode) has ``sample(n, labels=None, generator=None)`` giving
     images in [0, 1] of shape (n, C, H, W), ``metadata``: the JSON's content without weights, and
     ``class_names``: a conditional ensemble's classes as its data named them (an export made before
-    they were recorded: the indices, "0", "1", ...).
+    they were recorded: the indices, "0", "1", ...). An export made with rejection sampling samples
+    through its filter (``genopt.ensemble.rejection``).
 
     Raises:
         GenoptError: the file or its JSON is missing, the hash differs, or the file holds anything
@@ -176,5 +184,7 @@ def load_ensemble(path: str | Path) -> EnsembleGenerator:
         mode=checkpoint["mode"],
         class_names=names if len(names) == members[0][0].config.num_classes else None,
     )
+    if checkpoint.get("rejection"):
+        ensemble.rejection = Rejection.from_record(checkpoint["rejection"], name=str(path))
     ensemble.metadata = without_weights(checkpoint)
     return ensemble

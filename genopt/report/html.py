@@ -103,6 +103,7 @@ def _ensemble(export: Description | str) -> str:
         "best_single": f"best single (trial {export.best_single_trial})",
         "mean": "mean",
         "mixture": "mixture",
+        "rejection": f"{export.mode} + rejection sampling",
     }
     rows = [
         [

@@ -1,0 +1,180 @@
+"""Rejection sampling of an unconditional ensemble toward the data's classes (``genopt ensemble``).
+
+An unconditional GAN draws some classes too often and some images that are no class at all; its
+export can correct part of that by throwing candidates away. Each candidate image is classified by
+the study's feature network. One whose top class probability is under ``UNSURE_BELOW`` is rejected;
+one of class c is kept with probability ``accept[c]``, chosen so that the kept images' classes follow
+the training split's class histogram t (rejection sampling: ``accept[c] = (t_c / q_c) / M``, with q
+the ensemble's histogram of confident images, estimated once from a sample, and M the largest ratio,
+capped at ``MAX_RATIO`` so that a class the ensemble almost never draws cannot make sampling
+arbitrarily slow: such a class stays short).
+
+The filter judges with the network genopt scores with, so genopt's own coverage and unsure share of
+a filtered export improve partly by construction: ``bench/second_classifier.py``, a network of
+another design, is the independent reading.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from genopt.device import rng_device
+from genopt.errors import GenoptError
+from genopt.metrics.features import FeatureNet
+from genopt.metrics.statistics import UNSURE_BELOW
+
+METHOD = "classes"
+MAX_RATIO = 8.0
+# ``genopt ensemble --rejection auto`` leaves out a filter that would keep fewer candidates than this.
+MIN_AUTO_RATE = 0.05
+# Candidates drawn per round at most, so that a low acceptance rate cannot exhaust memory.
+MAX_ROUND = 16_384
+
+
+class Rejection(nn.Module):
+    """Keeps a candidate image with a probability set by its class (see the module docstring).
+
+    Args:
+        net: the feature network that classifies (its ``task`` must be ``classes``).
+        accept: (K,) the probability of keeping a confident image of each class.
+        target: (K,) the class histogram the kept images should follow.
+        acceptance_rate: the share of candidates kept, as measured when it was fitted.
+        image_shape: (C, H, W) of the images the network reads.
+    """
+
+    def __init__(
+        self,
+        net: FeatureNet,
+        accept: torch.Tensor,
+        *,
+        target: list[float],
+        acceptance_rate: float,
+        image_shape: tuple[int, int, int],
+    ) -> None:
+        super().__init__()
+        if net.task != "classes" or len(accept) != net.head.out_features:
+            raise ValueError("rejection needs a class network with one acceptance per class")
+        self.net = net.requires_grad_(False).eval()
+        self.register_buffer("accept", torch.as_tensor(accept, dtype=torch.float32))
+        self.target = [float(x) for x in target]
+        self.acceptance_rate = float(acceptance_rate)
+        self.image_shape = tuple(int(x) for x in image_shape)
+
+    def forward(self, images: torch.Tensor, draw: torch.Tensor) -> torch.Tensor:
+        """(N,) bool: which of ``images`` (in [0, 1]) to keep, given (N,) uniform ``draw`` in [0, 1)."""
+        top, guess = self.net.logits(images * 2 - 1).float().softmax(dim=1).max(dim=1)
+        return (top >= UNSURE_BELOW) & (draw < self.accept[guess])
+
+    def record(self) -> dict[str, Any]:
+        """Plain values and tensors for the export (``from_record`` reads them back)."""
+        net = self.net
+        return {
+            "method": METHOD,
+            "confident_at_least": UNSURE_BELOW,
+            "target": self.target,
+            "accept": [float(x) for x in self.accept],
+            "acceptance_rate": self.acceptance_rate,
+            "max_ratio": MAX_RATIO,
+            "feature_net": {
+                "sha256": net.sha256,
+                "image_shape": list(self.image_shape),
+                "num_classes": net.head.out_features,
+                "channels": [net.conv1.out_channels, net.conv2.out_channels],
+                "batch_norm": isinstance(net.norm_fc, nn.BatchNorm1d),
+            },
+            "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], *, name: str) -> Rejection:
+        """The filter an export recorded.
+
+        Raises:
+            GenoptError: an unknown method, or a record whose weights do not fit its network.
+        """
+        try:
+            if record["method"] != METHOD:
+                raise GenoptError(f"{name}: unknown rejection method {record['method']!r}: upgrade genopt")
+            spec = record["feature_net"]
+            net = FeatureNet(
+                tuple(spec["image_shape"]),
+                int(spec["num_classes"]),
+                channels=tuple(spec["channels"]),
+                batch_norm=bool(spec["batch_norm"]),
+            )
+            net.load_state_dict(record["state_dict"])
+            net.sha256 = str(spec["sha256"])
+            accept = torch.tensor(record["accept"], dtype=torch.float32)
+            return cls(
+                net,
+                accept,
+                target=record["target"],
+                acceptance_rate=record["acceptance_rate"],
+                image_shape=tuple(spec["image_shape"]),
+            )
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            reason = " ".join(str(exc).split())
+            raise GenoptError(f"{name} has a bad rejection record: {reason}") from None
+
+
+@torch.no_grad()
+def fit_rejection(
+    ensemble: nn.Module, net: FeatureNet, target: torch.Tensor, *, samples: int, generator: torch.Generator
+) -> Rejection:
+    """A filter that moves the unconditional ``ensemble``'s classes toward ``target``.
+
+    Args:
+        ensemble: an unconditional ``EnsembleGenerator`` without a filter.
+        net: the study's feature network, trained on the data's classes.
+        target: (K,) the class histogram to move toward (the training split's).
+        samples: candidates drawn to estimate the ensemble's own histogram.
+        generator: the source of those candidates.
+
+    Raises:
+        GenoptError: none of the candidates is confidently any class (nothing could be kept).
+    """
+    target = target.double() / target.sum()
+    args = ensemble.inputs(samples, generator=generator)
+    images = ensemble(args[0], None, *args[1:])
+    top, guess = net.to(images.device).logits(images * 2 - 1).float().softmax(dim=1).max(dim=1)
+    confident = guess[top >= UNSURE_BELOW].cpu()
+    if not len(confident):
+        raise GenoptError(
+            f"rejection sampling: none of {samples} samples is confidently any class; export without it "
+            "(--rejection none)"
+        )
+    q = torch.bincount(confident, minlength=len(target)).double() / samples
+    ratio = torch.where(q > 0, target / q.clamp_min(1e-12), torch.zeros_like(q))
+    accept = (ratio / min(float(ratio.max()), MAX_RATIO)).clamp(max=1.0)
+    rate = float((q * accept).sum())
+    return Rejection(
+        net, accept.float(), target=target.tolist(), acceptance_rate=rate, image_shape=ensemble.image_shape
+    )
+
+
+@torch.no_grad()
+def draw_kept(ensemble: nn.Module, n: int, generator: torch.Generator | None) -> torch.Tensor:
+    """n images in [0, 1] that ``ensemble.rejection`` keeps, drawn in rounds from ``generator``.
+
+    Each round draws the ensemble's inputs, then one uniform per candidate for the filter, enough
+    candidates for what is missing at the fitted acceptance rate (with a margin).
+    """
+    rejection: Rejection = ensemble.rejection
+    rate = max(rejection.acceptance_rate, 1e-3)
+    kept, have, empty = [], 0, 0
+    while have < n:
+        m = min(MAX_ROUND, max(64, math.ceil((n - have) / rate * 1.1)))
+        args = ensemble.inputs(m, generator=generator)
+        images = ensemble(args[0], None, *args[1:])
+        draw = torch.rand(m, generator=generator, device=rng_device(generator)).to(images.device)
+        keep = rejection(images, draw)
+        kept.append(images[keep])
+        have += int(keep.sum())
+        empty = 0 if keep.any() else empty + 1
+        if empty == 20:
+            raise GenoptError(f"rejection sampling kept none of {20 * m:,} candidates in a row")
+    return torch.cat(kept)[:n]

@@ -16,6 +16,7 @@ another design, is the independent reading.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -151,8 +152,14 @@ def fit_rejection(
     ratio = torch.where(q > 0, target / q.clamp_min(1e-12), torch.zeros_like(q))
     accept = (ratio / min(float(ratio.max()), MAX_RATIO)).clamp(max=1.0)
     rate = float((q * accept).sum())
+    # A copy of its own, on the ensemble's device: it moves with the ensemble and is exported with
+    # it, while the study's network stays as its evaluator uses it.
     return Rejection(
-        net, accept.float(), target=target.tolist(), acceptance_rate=rate, image_shape=ensemble.image_shape
+        copy.deepcopy(net),
+        accept.float(),
+        target=target.tolist(),
+        acceptance_rate=rate,
+        image_shape=ensemble.image_shape,
     )
 
 

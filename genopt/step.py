@@ -71,6 +71,7 @@ def train_step(
     *,
     augment_real: Augmentation | None = None,
     augment_fake: Augmentation | None = None,
+    loss: str = "bce",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One discriminator update and one generator update; returns the two losses (detached).
 
@@ -84,6 +85,8 @@ def train_step(
 
     ``augment_real`` and ``augment_fake`` transform the images D sees (``genopt.augment``): the
     fakes in D's step and in G's alike, so G's gradient passes through the same augmentation.
+    ``loss`` is the adversarial loss (``genopt.spec.fields.LOSSES``): ``bce``, the non-saturating
+    cross-entropy, or ``hinge``: D minimises relu(1 - real) + relu(1 + fake), G minimises -fake.
     """
     b = len(real)
     for_real, for_fake = augment_real or _unchanged, augment_fake or _unchanged
@@ -96,9 +99,12 @@ def train_step(
             torch.cat([for_real(real), for_fake(fake.detach())]),
             torch.cat([labels, labels]) if labels is not None else None,
         )
-    d_loss = F.binary_cross_entropy_with_logits(
-        logits[:b].float(), torch.ones(b, device=real.device)
-    ) + F.binary_cross_entropy_with_logits(logits[b:].float(), torch.zeros(b, device=real.device))
+    if loss == "hinge":
+        d_loss = F.relu(1 - logits[:b].float()).mean() + F.relu(1 + logits[b:].float()).mean()
+    else:
+        d_loss = F.binary_cross_entropy_with_logits(
+            logits[:b].float(), torch.ones(b, device=real.device)
+        ) + F.binary_cross_entropy_with_logits(logits[b:].float(), torch.zeros(b, device=real.device))
     codes = latent_code(z, D.config.codes) if labels is None and D.config.codes else None
     if classes is not None and codes is not None:
         d_loss = d_loss + F.cross_entropy(classes[b:].float(), codes)
@@ -113,7 +119,10 @@ def train_step(
     D.requires_grad_(False)
     with ctx:
         fake_logits, fake_classes = D.forward_with_classes(for_fake(fake), labels)
-    g_loss = F.binary_cross_entropy_with_logits(fake_logits.float(), torch.ones(b, device=real.device))
+    if loss == "hinge":
+        g_loss = -fake_logits.float().mean()
+    else:
+        g_loss = F.binary_cross_entropy_with_logits(fake_logits.float(), torch.ones(b, device=real.device))
     if fake_classes is not None:
         g_loss = g_loss + F.cross_entropy(fake_classes.float(), labels if codes is None else codes)
     opt_G.zero_grad(set_to_none=True)
@@ -233,6 +242,7 @@ class TrainStep:
         self.images, self.labels = images, labels
         self.conditional = G.config.num_classes > 0
         self.noise_dim, self.batch_size, self.precision = config.noise_dim, config.batch_size, precision
+        self.loss = config.loss
         self.augment_real, self.augment_fake = augment_real, augment_fake
         self.d_total = torch.zeros((), device=device)
         self.g_total = torch.zeros((), device=device)
@@ -288,6 +298,7 @@ class TrainStep:
             self.precision,
             augment_real=self.augment_real,
             augment_fake=self.augment_fake,
+            loss=self.loss,
         )
         if self.average is not None:
             self.average.update()

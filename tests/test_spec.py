@@ -193,7 +193,7 @@ def test_the_stored_form_of_a_spec_is_unchanged():
         "generator_channels", "discriminator_channels", "fid_samples", "objective", "min_label_accuracy",
         "select_epoch", "sampler", "multivariate", "startup_trials", "tpe_after", "pruner", "min_resource",
         "behind_factor", "seed", "keep_checkpoints", "image_size", "channels", "auto_patience",
-        "auto_min_improvement", "auto_max_trials", "d_lr_ratio", "latent_codes", "params",
+        "auto_min_improvement", "auto_max_trials", "d_lr_ratio", "latent_codes", "loss", "params",
     ]  # fmt: skip
     with sqlite3.connect(OLD_STUDY / "old.db") as db:
         (stored,) = db.execute("SELECT value_json FROM study_user_attributes WHERE key = 'spec'").fetchone()

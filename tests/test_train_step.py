@@ -27,15 +27,18 @@ ATOL = 1e-6
 TINY = tiny_spec(ema_decay=StudySpec().ema_decay)  # the shipped weight average
 
 
-def reference_step(G, D, opt_G, opt_D, real, labels, z):
+def reference_step(G, D, opt_G, opt_D, real, labels, z, loss="bce"):
     ones, zeros = torch.ones(len(real)), torch.zeros(len(real))
     fake = G(z, labels)
     opt_D.zero_grad()
     real_logits, real_classes = D.forward_with_classes(real, labels)
     fake_logits, fake_classes = D.forward_with_classes(fake.detach(), labels)
-    d_loss = F.binary_cross_entropy_with_logits(real_logits, ones) + F.binary_cross_entropy_with_logits(
-        fake_logits, zeros
-    )
+    if loss == "hinge":  # Lim & Ye 2017: D pushes real logits above 1 and fake ones under -1
+        d_loss = torch.clamp(1 - real_logits, min=0).mean() + torch.clamp(1 + fake_logits, min=0).mean()
+    else:
+        d_loss = F.binary_cross_entropy_with_logits(real_logits, ones) + F.binary_cross_entropy_with_logits(
+            fake_logits, zeros
+        )
     if real_classes is not None:  # AC-GAN (Odena et al. 2017): class cross-entropy of real and fake
         d_loss = d_loss + F.cross_entropy(real_classes, labels) + F.cross_entropy(fake_classes, labels)
     d_loss.backward()
@@ -43,7 +46,7 @@ def reference_step(G, D, opt_G, opt_D, real, labels, z):
     opt_D.step()
     opt_G.zero_grad()
     logits, classes = D.forward_with_classes(fake, labels)
-    g_loss = F.binary_cross_entropy_with_logits(logits, ones)
+    g_loss = -logits.mean() if loss == "hinge" else F.binary_cross_entropy_with_logits(logits, ones)
     if classes is not None:
         g_loss = g_loss + F.cross_entropy(classes, labels)
     g_loss.backward()
@@ -84,6 +87,27 @@ def test_optimised_step_matches_the_plain_reference_step_in_fp32(model, conditio
         assert close(D.parameters(), D_ref.parameters()) and close(G.parameters(), G_ref.parameters()), step
     # the comparison is not vacuous: the weights moved
     assert not close(G.parameters(), build_models(config, mnist)[0].parameters())
+
+
+@pytest.mark.parametrize(("model", "conditioning"), [("gan", "concat"), ("cgan", "acgan")])
+def test_the_hinge_loss_step_matches_the_plain_hinge_step(model, conditioning, mnist):
+    """With SGD on both sides: at the start every hinge is active, so D's last bias has a gradient of
+    exactly 0 whose rounding noise Adam would scale up to a full step of either sign."""
+    spec = dataclasses.replace(TINY, model=model, conditioning=conditioning, loss="hinge")
+    config = spec.run_config({"lr": 1e-2, "noise_dim": 8}, seed=0)
+    torch.manual_seed(0)
+    G, D = build_models(config, mnist)
+    G_ref, D_ref = copy.deepcopy(G), copy.deepcopy(D)
+    sgd = [torch.optim.SGD(net.parameters(), lr=0.05) for net in (G, D, G_ref, D_ref)]
+    for step in range(3):
+        real = to_model_range(mnist.train.images[8 * step : 8 * step + 8])
+        labels = mnist.train.labels[8 * step : 8 * step + 8] if model == "cgan" else None
+        z = torch.randn(8, config.noise_dim)
+        d_loss, g_loss = train_step(G, D, sgd[0], sgd[1], real, labels, z, loss=config.loss)
+        ref_d, ref_g, _, _ = reference_step(G_ref, D_ref, sgd[2], sgd[3], real, labels, z, loss="hinge")
+        assert torch.allclose(d_loss, ref_d, rtol=0, atol=ATOL), (step, d_loss, ref_d)
+        assert torch.allclose(g_loss, ref_g, rtol=0, atol=ATOL), (step, g_loss, ref_g)
+        assert close(D.parameters(), D_ref.parameters()) and close(G.parameters(), G_ref.parameters()), step
 
 
 def test_bf16_training_runs_and_keeps_fp32_weights(mnist):

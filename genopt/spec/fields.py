@@ -31,6 +31,9 @@ PRECISIONS = ("fp32", "bf16", "auto")
 # Augmentation of the images D sees (genopt.augment): none, the article's flips and rotations of
 # real images only, or DiffAugment's translation and cutout of real and generated images alike.
 AUGMENTS = ("none", "article", "diffaugment")
+# The adversarial loss: the non-saturating cross-entropy (Goodfellow et al. 2014), or the hinge loss
+# (Lim & Ye 2017; SNGAN and BigGAN's), D: relu(1 - real) + relu(1 + fake), G: -fake.
+LOSSES = ("bce", "hinge")
 # What a trial minimises: "auto" is intra_fid (mean per-class FID) for a cgan, fid for a gan.
 OBJECTIVES = ("auto", "fid", "intra_fid")
 # An image folder's channels: "auto" is 3 when any image has colour, else 1.
@@ -233,6 +236,7 @@ FIELDS: tuple[Field, ...] = (
     Field("d_lr_ratio", "training", float, 1.0, article=1.0, searchable=True, run=True, range=POSITIVE),
     # A GAN's categorical latent code (0: none), read from the noise, with D's head for it (InfoGAN).
     Field("latent_codes", "architecture", int, 0, article=0, searchable=True, run=True, range=Range(0)),
+    Field("loss", "training", str, "bce", article="bce", searchable=True, run=True, choices=LOSSES),
 )
 FIELD: dict[str, Field] = {f.name: f for f in FIELDS}
 

@@ -86,6 +86,16 @@ def test_kept_digits_follow_the_target_classes_by_their_true_labels_not_only_the
     assert not torch.equal(kept[:50], draw_kept(bank, 50, torch.Generator().manual_seed(3)))
 
 
+def test_a_generator_of_no_digit_gets_a_filter_that_keeps_nothing(mnist):
+    # Flat grey: the network is sure of no class. (It is sure of uniform noise, as an 8, and of a
+    # black image, as a 1: the filter is only as good as the network's doubt.)
+    bank = DigitBank(mnist)
+    bank.bank = torch.full((len(bank.bank), 1, 28, 28), 0.5)
+    net = feature_network(mnist, device="cpu")
+    rejection = fit_rejection(bank, net, torch.full((10,), 0.1), samples=500, generator=torch.Generator())
+    assert rejection.acceptance_rate == 0 and not rejection.accept.any()
+
+
 @pytest.fixture(scope="module")
 def gan_export(tmp_path_factory):
     """A one-trial unconditional study on real MNIST, exported with rejection sampling and a program."""

@@ -256,6 +256,11 @@ def build_ensemble(
         target = torch.bincount(dataset.train.labels, minlength=dataset.num_classes)
         rng = torch.Generator().manual_seed(REJECTION_SEED)
         fitted = fit_rejection(ensemble, net, target, samples=n, generator=rng)
+        if fitted.acceptance_rate == 0 and rejection == "classes":
+            raise GenoptError(
+                f"--rejection classes: none of {n} samples is confidently any class by the study's feature "
+                "network, so nothing would be kept; export with --rejection none"
+            )
         if rejection == "auto" and fitted.acceptance_rate < MIN_AUTO_RATE:
             print(
                 f"genopt ensemble: no rejection sampling: it would keep {fitted.acceptance_rate:.1%} of "

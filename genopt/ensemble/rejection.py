@@ -32,8 +32,8 @@ METHOD = "classes"
 MAX_RATIO = 8.0
 # ``genopt ensemble --rejection auto`` leaves out a filter that would keep fewer candidates than this.
 MIN_AUTO_RATE = 0.05
-# Candidates drawn per round at most, so that a low acceptance rate cannot exhaust memory.
-MAX_ROUND = 16_384
+# Candidates drawn and classified at once at most (the network's activations are ~0.1 MB an image).
+MAX_ROUND = 4096
 
 
 class Rejection(nn.Module):
@@ -135,22 +135,19 @@ def fit_rejection(
         samples: candidates drawn to estimate the ensemble's own histogram.
         generator: the source of those candidates.
 
-    Raises:
-        GenoptError: none of the candidates is confidently any class (nothing could be kept).
+    When none of the candidates is confidently any class, the filter keeps nothing: its
+    ``acceptance_rate`` is 0, for the caller to refuse or leave out.
     """
     target = target.double() / target.sum()
-    args = ensemble.inputs(samples, generator=generator)
-    images = ensemble(args[0], None, *args[1:])
-    top, guess = net.to(images.device).logits(images * 2 - 1).float().softmax(dim=1).max(dim=1)
-    confident = guess[top >= UNSURE_BELOW].cpu()
-    if not len(confident):
-        raise GenoptError(
-            f"rejection sampling: none of {samples} samples is confidently any class; export without it "
-            "(--rejection none)"
-        )
-    q = torch.bincount(confident, minlength=len(target)).double() / samples
+    confident = []
+    for start in range(0, samples, MAX_ROUND):
+        args = ensemble.inputs(min(MAX_ROUND, samples - start), generator=generator)
+        images = ensemble(args[0], None, *args[1:])
+        top, guess = net.to(images.device).logits(images * 2 - 1).float().softmax(dim=1).max(dim=1)
+        confident.append(guess[top >= UNSURE_BELOW].cpu())
+    q = torch.bincount(torch.cat(confident), minlength=len(target)).double() / samples
     ratio = torch.where(q > 0, target / q.clamp_min(1e-12), torch.zeros_like(q))
-    accept = (ratio / min(float(ratio.max()), MAX_RATIO)).clamp(max=1.0)
+    accept = (ratio / min(float(ratio.max()), MAX_RATIO)).clamp(max=1.0) if q.any() else ratio
     rate = float((q * accept).sum())
     # A copy of its own, on the ensemble's device: it moves with the ensemble and is exported with
     # it, while the study's network stays as its evaluator uses it.

@@ -20,7 +20,7 @@ from genopt.metrics.statistics import UNSURE_BELOW
 
 class DigitBank(nn.Module):
     """Stands in for an unconditional ensemble that draws too many 1s and some images of no digit:
-    real test digits, a third of them 1s, and a fifth of the bank two digits laid over each other.
+    real test digits, a third of them 1s, and a tenth of the bank two digits laid over each other.
     Its "noise" is an index into the bank; it knows each image's true digit (-1: two digits)."""
 
     def __init__(self, mnist):

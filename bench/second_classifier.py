@@ -108,25 +108,20 @@ def classifier(dataset: Dataset, *, log=print) -> ResidualClassifier:
 
 
 @torch.no_grad()
-def judge(net: ResidualClassifier, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-    """(share labelled as asked, share with top probability under ``UNSURE_BELOW``) of ``images``
-    in [-1, 1], shape (N, C, H, W), asked for ``labels``."""
-    right = unsure = 0
-    for start in range(0, len(labels), 1000):
-        probs = net(images[start : start + 1000]).softmax(dim=1)
-        top, predicted = probs.max(dim=1)
-        right += (predicted == labels[start : start + 1000]).sum().item()
-        unsure += (top < UNSURE_BELOW).sum().item()
-    return right / len(labels), unsure / len(labels)
-
-
-@torch.no_grad()
 def _read(net: ResidualClassifier, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(pooled features (N, 64) in float64, class probabilities (N, K)) of images in [-1, 1]."""
     features = torch.cat(
         [net.body(images[i : i + 1000]).mean(dim=(2, 3)) for i in range(0, len(images), 1000)]
     )
     return features.double(), net.head(features).softmax(dim=1)
+
+
+@torch.no_grad()
+def judge(net: ResidualClassifier, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """(share labelled as asked, share with top probability under ``UNSURE_BELOW``) of ``images``
+    in [-1, 1], shape (N, C, H, W), asked for ``labels``."""
+    top, predicted = _read(net, images)[1].max(dim=1)
+    return (predicted == labels).double().mean().item(), (top < UNSURE_BELOW).double().mean().item()
 
 
 def judge_unconditional(net: ResidualClassifier, images: torch.Tensor, real) -> tuple[float, float, float]:

@@ -19,7 +19,8 @@ Per candidate and seed it prints the minutes to the bar (``inf`` when the budget
 the best trial, and the exported ensemble's validation and test scores; ``--grids DIR`` keeps each
 export's sample grid. Candidates: ``default`` (``studies/cgan.toml`` or ``studies/gan.toml`` as shipped),
 ``article`` (their ``-article`` twins, the article's MLPs), ``kind-choice`` (the default with ``kind``
-searched between ``mlp`` and ``dcgan``), or a path to any spec.
+searched between ``mlp`` and ``dcgan``), or a path to any spec. ``--dataset fashion-mnist`` runs them
+on Fashion-MNIST (the bar from its own feature network and floors).
 
 Headlines, the last lines, for the shipped default over its seeds: ``ttq_minutes`` (the slowest
 seed's minutes to the bar) and the worst seed's export after a study of B minutes (``--budget``, 30
@@ -182,7 +183,7 @@ def points(study: optuna.Study, launched: datetime.datetime, quality: Bar) -> li
 
 def run_one(candidate: str, seed: int, args, folder: Path) -> Run:
     """One study of ``candidate`` at ``seed``, stopped at the trials or the budget, then its export."""
-    name = f"ttq-{args.model}-{Path(candidate).stem}-s{seed}"
+    name = f"ttq-{args.model}-{args.dataset}-{Path(candidate).stem}-s{seed}"
     storage = f"sqlite:///{folder / 'ttq.db'}"
     common = ["--storage", storage, "--artifact-dir", str(folder / "artifacts")]
     command = [
@@ -193,7 +194,8 @@ def run_one(candidate: str, seed: int, args, folder: Path) -> Run:
         "--spec",
         str(spec_file(candidate, args.model, folder)),
     ]
-    command += ["--study", name, "--trials", str(args.trials), "--seed", str(seed), *common]
+    command += ["--study", name, "--dataset", args.dataset, "--trials", str(args.trials), "--seed", str(seed)]
+    command += common
     if args.quick:
         command += ["--epochs", "1", "--train-limit", "4096", "--fid-samples", "1000"]
     if (folder / "ttq.db").exists() and name in optuna.get_all_study_names(storage):
@@ -235,7 +237,7 @@ def run_one(candidate: str, seed: int, args, folder: Path) -> Run:
         run.second = second_classifier.judge_export(net, out, 1000 if args.quick else 10_000, seed=seed)
     if args.grids is not None:
         args.grids.mkdir(parents=True, exist_ok=True)
-        grid = args.grids / f"ttq_{args.model}_{Path(candidate).stem}_s{seed}.png"
+        grid = args.grids / f"ttq_{args.model}_{args.dataset}_{Path(candidate).stem}_s{seed}.png"
         subprocess.run(
             [str(GENOPT), "sample", "--checkpoint", str(out), "--n", "100", "--out", str(grid)], check=True
         )
@@ -321,6 +323,9 @@ def main() -> None:
         "--candidates", default="default,article,kind-choice", help="comma-separated names or spec paths"
     )
     p.add_argument("--model", choices=("cgan", "gan"), default="cgan", help="cgan (default) or gan")
+    p.add_argument(
+        "--dataset", choices=("mnist", "fashion-mnist"), default="mnist", help="mnist (default) or fashion-mnist"
+    )
     p.add_argument("--seeds", default="0,1", help="comma-separated study seeds (default 0,1)")
     p.add_argument("--trials", type=int, default=20, help="trials per study (default 20)")
     p.add_argument("--budget", type=float, default=30.0, help="minutes per study at most (default 30)")
@@ -358,7 +363,8 @@ def main() -> None:
             )
 
     report.add(
-        f"Each study: `genopt study --model {args.model} --spec SPEC --trials {args.trials} --seed S`, "
+        f"Each study: `genopt study --model {args.model} --spec SPEC --dataset {args.dataset} "
+        f"--trials {args.trials} --seed S`, "
         f"stopped at {args.budget:g} minutes if still running, then `genopt ensemble` (top 5, mode auto). "
         "The bar, met by the best trial so far: "
         + (

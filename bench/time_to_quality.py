@@ -324,7 +324,10 @@ def main() -> None:
     )
     p.add_argument("--model", choices=("cgan", "gan"), default="cgan", help="cgan (default) or gan")
     p.add_argument(
-        "--dataset", choices=("mnist", "fashion-mnist"), default="mnist", help="mnist (default) or fashion-mnist"
+        "--dataset",
+        choices=("mnist", "fashion-mnist"),
+        default="mnist",
+        help="mnist (default) or fashion-mnist",
     )
     p.add_argument("--seeds", default="0,1", help="comma-separated study seeds (default 0,1)")
     p.add_argument("--trials", type=int, default=20, help="trials per study (default 20)")

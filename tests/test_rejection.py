@@ -13,7 +13,7 @@ from cli_runner import article_spec, genopt, tiny_budget
 from torch import nn
 
 from genopt.ensemble.export import export_program, load_ensemble
-from genopt.ensemble.rejection import draw_kept, fit_rejection
+from genopt.ensemble.rejection import CONFIDENCE, Rejection, draw_kept, fit_rejection
 from genopt.metrics import feature_network
 from genopt.metrics.statistics import UNSURE_BELOW
 
@@ -79,11 +79,35 @@ def test_kept_digits_follow_the_target_classes_by_their_true_labels_not_only_the
     assert share(truth, -1) < 0.8 * share(raw_truth, -1)
     assert distance_to_uniform(truth) < 0.4 * distance_to_uniform(raw_truth)
     top = net.logits(kept * 2 - 1).softmax(dim=1).max(dim=1).values
-    assert bool((top >= UNSURE_BELOW).all())
+    assert bool((top >= CONFIDENCE).all()) and rejection.confidence == CONFIDENCE
     assert 0.3 < rejection.acceptance_rate < 0.9
     # The same seed gives the same images; another gives others.
     assert torch.equal(kept, draw_kept(bank, 2000, torch.Generator().manual_seed(2)))
     assert not torch.equal(kept[:50], draw_kept(bank, 50, torch.Generator().manual_seed(3)))
+
+
+def test_a_stricter_filter_keeps_fewer_overlays_and_only_images_it_is_that_sure_of(mnist):
+    bank = DigitBank(mnist)
+    net = feature_network(mnist, device="cpu")
+    kept = {}
+    for confidence in (UNSURE_BELOW, 0.999):
+        bank.rejection = fit_rejection(
+            bank, net, torch.full((10,), 0.1), samples=4000, generator=torch.Generator().manual_seed(1),
+            confidence=confidence,
+        )  # fmt: skip
+        assert bank.rejection.confidence == confidence
+        kept[confidence] = draw_kept(bank, 2000, torch.Generator().manual_seed(2))
+    strict = kept[0.999]
+    top = net.logits(strict * 2 - 1).softmax(dim=1).max(dim=1).values
+    assert bool((top >= 0.999).all())
+    overlays = {c: float((bank.truth_of(k) == -1).float().mean()) for c, k in kept.items()}
+    assert overlays[0.999] < 0.7 * overlays[UNSURE_BELOW]
+    assert abs(float((bank.truth_of(strict) == 1).float().mean()) - 0.1) < 0.02
+    # A record carries its confidence back.
+    again = Rejection.from_record(bank.rejection.record(), name="x")
+    assert again.confidence == 0.999
+    with pytest.raises(ValueError, match="confidence"):
+        fit_rejection(bank, net, torch.ones(10), samples=10, generator=torch.Generator(), confidence=1.0)
 
 
 def test_a_generator_of_no_digit_gets_a_filter_that_keeps_nothing(mnist):
@@ -111,6 +135,7 @@ def gan_export(tmp_path_factory):
     done = genopt("ensemble", *common, "--out", str(path), "--torch-export", "--rejection", "classes")
     assert done.returncode == 0, done.stderr
     assert "+ rejection" in done.stdout and "rejection sampling      keeps" in done.stdout
+    assert f"at least {CONFIDENCE:g} sure of" in done.stdout
     return path, common
 
 
@@ -120,7 +145,7 @@ def test_a_filtered_export_records_its_filter_and_samples_through_it_anywhere(ga
     described = json.loads(path.with_suffix(".json").read_text())
     record = described["rejection"]
     assert record["method"] == "classes" and "state_dict" not in record
-    assert record["confident_at_least"] == UNSURE_BELOW and len(record["accept"]) == 10
+    assert record["confident_at_least"] == CONFIDENCE and len(record["accept"]) == 10
     assert set(described["scores"]) == {"best_single", "mean", "mixture", "rejection"}
     assert described["program"]["outputs"] == ["images", "kept"]
     assert described["program"]["inputs"][-1]["name"] == "accept_draw"
@@ -156,7 +181,7 @@ def test_a_filtered_export_records_its_filter_and_samples_through_it_anywhere(ga
     result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     images, kept = torch.load(tmp_path / "out.pt", weights_only=True)
-    assert torch.equal(images, ensemble(inputs[0]))
+    assert torch.equal(images, ensemble(inputs[0], None, *inputs[1:-1]))  # a mixture's choices too
     assert torch.equal(kept, ensemble.rejection(images, inputs[-1]))
     assert 0 < int(kept.sum()) < 64
 
@@ -177,3 +202,23 @@ def test_rejection_is_refused_for_a_conditional_study_and_none_exports_without_i
     assert plain.returncode == 0, plain.stderr
     assert "rejection" not in json.loads((tmp_path / "plain.json").read_text())
     assert load_ensemble(tmp_path / "plain.pt").rejection is None
+
+    # Another confidence is recorded and drawn through; one outside (0, 1) is refused in one line
+    # before any work.
+    loose = genopt(
+        "ensemble",
+        *common,
+        "--out",
+        str(tmp_path / "s.pt"),
+        "--rejection",
+        "classes",
+        "--rejection-confidence",
+        "0.9",
+    )
+    assert loose.returncode == 0, loose.stderr
+    assert "at least 0.9 sure of" in loose.stdout
+    assert json.loads((tmp_path / "s.json").read_text())["rejection"]["confident_at_least"] == 0.9
+    assert load_ensemble(tmp_path / "s.pt").rejection.confidence == 0.9
+    bad = genopt("ensemble", *common, "--out", str(tmp_path / "b.pt"), "--rejection-confidence", "1")
+    assert bad.returncode == 2 and not (tmp_path / "b.pt").exists()
+    assert "must be between 0 and 1" in bad.stderr.strip().splitlines()[-1]

@@ -43,6 +43,13 @@ def add_parser(subparsers) -> None:
         "network is sure of, in the training split's class proportions; auto: classes where it applies "
         "(unconditional, labelled data; default)",
     )
+    p.add_argument(
+        "--rejection-confidence",
+        type=probability,
+        metavar="P",
+        help="the filter keeps only images its network gives a top class probability of at least P, "
+        "in (0, 1) (default 0.99)",
+    )
     add_data_dir(p)
     add_artifact_store(p)
     p.set_defaults(handler=run)
@@ -62,9 +69,21 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         artifact_store=args.artifact_store,
         rejection=args.rejection,
+        confidence=args.rejection_confidence,
     )
     print(summary(result))
     return 0
+
+
+def probability(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1, else one line naming the value."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
+    return value
 
 
 def summary(result) -> str:
@@ -111,8 +130,11 @@ def summary(result) -> str:
         f"  {'samples per score':<24}{described['fid_samples']}",
     ]
     if "rejection" in described:
-        rate = described["rejection"]["acceptance_rate"]
-        lines.append(f"  {'rejection sampling':<24}keeps {rate:.0%} of candidates (see its JSON)")
+        filtered = described["rejection"]
+        lines.append(
+            f"  {'rejection sampling':<24}keeps {filtered['acceptance_rate']:.0%} of candidates, those its "
+            f"network is at least {filtered['confident_at_least']:g} sure of (see its JSON)"
+        )
     return "\n".join(lines)
 
 

@@ -20,7 +20,7 @@ from genopt.checkpoints import load_trial_checkpoint
 from genopt.data import Dataset
 from genopt.ensemble.generator import MODES, EnsembleGenerator
 from genopt.ensemble.mixture import greedy_mixture, mix_sample_statistics
-from genopt.ensemble.rejection import MIN_AUTO_RATE, fit_rejection
+from genopt.ensemble.rejection import CONFIDENCE, FIT_DRAWS, MIN_AUTO_RATE, fit_rejection
 from genopt.errors import GenoptError
 from genopt.metrics import EVAL_NOISE_SEED, FidEvaluator, SampleStatistics
 from genopt.metrics.scores import SCORES
@@ -155,6 +155,7 @@ def build_ensemble(
     data_dir: Path | None = None,
     artifact_store: str | Path | None = None,
     rejection: str = "auto",
+    confidence: float | None = None,
 ) -> EnsembleBuild:
     """Combine the study's ``top_k`` best generators, score best single / mean / mixture, choose.
 
@@ -172,6 +173,8 @@ def build_ensemble(
             classes (``genopt.ensemble.rejection``, unconditional ensembles of labelled data only);
             ``none``; ``auto`` (default): ``classes`` where it applies and keeps at least
             ``MIN_AUTO_RATE`` of the candidates.
+        confidence: the filter keeps only images whose top class probability is at least this;
+            default ``CONFIDENCE`` (0.99).
 
     Raises:
         GenoptError: bad input, a missing study, no usable checkpoint, or other data than the study's.
@@ -184,6 +187,9 @@ def build_ensemble(
         raise GenoptError(f"--fid-samples must be at least 2, got {fid_samples}")
     if rejection not in REJECTIONS:
         raise GenoptError(f"--rejection must be one of {', '.join(REJECTIONS)}, got {rejection!r}")
+    confidence = CONFIDENCE if confidence is None else confidence
+    if isinstance(confidence, bool) or not isinstance(confidence, float | int) or not 0 < confidence < 1:
+        raise GenoptError(f"--rejection-confidence must be a number in (0, 1), got {confidence!r}")
     study = load_existing_study(study_name, storage_url)
     location = study_artifact_location(study, artifact_store)
     store = open_store(location)
@@ -255,11 +261,14 @@ def build_ensemble(
     if filtered:  # fitted on draws of its own, scored on others; the test split stays for the report
         target = torch.bincount(dataset.train.labels, minlength=dataset.num_classes)
         rng = torch.Generator().manual_seed(REJECTION_SEED)
-        fitted = fit_rejection(ensemble, net, target, samples=n, generator=rng)
+        fitted = fit_rejection(
+            ensemble, net, target, samples=FIT_DRAWS * n, generator=rng, confidence=confidence
+        )
         if fitted.acceptance_rate == 0 and rejection == "classes":
             raise GenoptError(
-                f"--rejection classes: none of {n} samples is confidently any class by the study's feature "
-                "network, so nothing would be kept; export with --rejection none"
+                f"--rejection classes: none of {FIT_DRAWS * n} samples is at least {confidence:g} sure to be "
+                "any class by the study's feature network, so nothing would be kept; export with "
+                "--rejection none or a lower --rejection-confidence"
             )
         if rejection == "auto" and fitted.acceptance_rate < MIN_AUTO_RATE:
             print(

@@ -170,6 +170,7 @@ def export_ensemble(
     data_dir: Path | None = None,
     artifact_store: str | Path | None = None,
     rejection: str = "auto",
+    confidence: float | None = None,
 ) -> Export:
     """Build the study's ensemble (``genopt.ensemble.build_ensemble``) and save it.
 
@@ -195,6 +196,7 @@ def export_ensemble(
         data_dir=data_dir,
         artifact_store=artifact_store,
         rejection=rejection,
+        confidence=confidence,
     )
     description = save_ensemble(build, path=path, torch_export=torch_export)
     return Export(build, path, description)

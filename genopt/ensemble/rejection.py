@@ -30,8 +30,8 @@ from genopt.metrics.features import FeatureNet
 
 METHOD = "classes"
 # The least top class probability of a kept image, by default. 0.99 rather than the unsure share's 0.9:
-# in two 30-minute GAN studies it took FID down by a fifth and the second classifier's unsure share
-# from 0.08-0.13 to 0.01-0.03; 0.999 keeps too few kinds of strokes (docs/quality.md).
+# in two 30-minute GAN studies it took the test FID down by 13-24 % and the second classifier's unsure
+# share from 0.08-0.13 to 0.015-0.026; 0.999 keeps too few kinds of strokes (docs/quality.md).
 CONFIDENCE = 0.99
 MAX_RATIO = 8.0
 # ``genopt ensemble --rejection auto`` leaves out a filter that would keep fewer candidates than this.

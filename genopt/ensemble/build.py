@@ -261,12 +261,11 @@ def build_ensemble(
     if filtered:  # fitted on draws of its own, scored on others; the test split stays for the report
         target = torch.bincount(dataset.train.labels, minlength=dataset.num_classes)
         rng = torch.Generator().manual_seed(REJECTION_SEED)
-        fitted = fit_rejection(
-            ensemble, net, target, samples=FIT_DRAWS * n, generator=rng, confidence=confidence
-        )
+        draws = FIT_DRAWS * n
+        fitted = fit_rejection(ensemble, net, target, samples=draws, generator=rng, confidence=confidence)
         if fitted.acceptance_rate == 0 and rejection == "classes":
             raise GenoptError(
-                f"--rejection classes: none of {FIT_DRAWS * n} samples is at least {confidence:g} sure to be "
+                f"--rejection classes: none of {draws} samples is at least {confidence:g} sure to be "
                 "any class by the study's feature network, so nothing would be kept; export with "
                 "--rejection none or a lower --rejection-confidence"
             )

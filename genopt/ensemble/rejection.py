@@ -43,6 +43,11 @@ FIT_DRAWS = 4
 MAX_ROUND = 4096
 
 
+def top_class(net: FeatureNet, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) top class probabilities and (N,) classes of ``images`` in [0, 1], by ``net``."""
+    return net.logits(images * 2 - 1).float().softmax(dim=1).max(dim=1)
+
+
 class Rejection(nn.Module):
     """Keeps a candidate image with a probability set by its class (see the module docstring).
 
@@ -79,7 +84,7 @@ class Rejection(nn.Module):
 
     def forward(self, images: torch.Tensor, draw: torch.Tensor) -> torch.Tensor:
         """(N,) bool: which of ``images`` (in [0, 1]) to keep, given (N,) uniform ``draw`` in [0, 1)."""
-        top, guess = self.net.logits(images * 2 - 1).float().softmax(dim=1).max(dim=1)
+        top, guess = top_class(self.net, images)
         return (top >= self.confidence) & (draw < self.accept[guess])
 
     def record(self) -> dict[str, Any]:
@@ -163,7 +168,7 @@ def fit_rejection(
     for start in range(0, samples, MAX_ROUND):
         args = ensemble.inputs(min(MAX_ROUND, samples - start), generator=generator)
         images = ensemble(args[0], None, *args[1:])
-        top, guess = net.to(images.device).logits(images * 2 - 1).float().softmax(dim=1).max(dim=1)
+        top, guess = top_class(net.to(images.device), images)
         confident.append(guess[top >= confidence].cpu())
     q = torch.bincount(torch.cat(confident), minlength=len(target)).double() / samples
     ratio = torch.where(q > 0, target / q.clamp_min(1e-12), torch.zeros_like(q))
